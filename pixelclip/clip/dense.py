@@ -1,0 +1,107 @@
+"""Dense (per-patch / per-pixel) CLIP image features, aligned with CLIP's text space.
+
+ViT (MaskCLIP-style, as in PixelCLIP's release): the last residual block is replaced by its value
+path, ``v = out_proj(v_proj(ln_1(x)))``, ``x' = v + x_cls``, ``x'' = x' + mlp(ln_2(x'))``; then
+``ln_post`` and ``proj`` on every patch token; the CLS token is dropped. Position embeddings are
+bicubically interpolated to the patch grid, so any input size divisible by the patch size works.
+ConvNeXt: trunk features -> the head's norm -> the head's projection, per pixel, no pooling.
+"""
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .build import is_convnext, is_vit
+
+
+def interpolate_positional_embedding(pos_embed: torch.Tensor, old_grid: Tuple[int, int],
+                                     new_grid: Tuple[int, int]) -> torch.Tensor:
+    """Resize a ViT position embedding ``(1 + gh*gw)×D`` to ``(1 + nh*nw)×D`` (bicubic, CLS kept)."""
+    if tuple(old_grid) == tuple(new_grid):
+        return pos_embed
+    cls_pos, patch_pos = pos_embed[:1], pos_embed[1:]
+    dim = patch_pos.shape[-1]
+    patch_pos = patch_pos.reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)
+    patch_pos = F.interpolate(patch_pos, size=tuple(new_grid), mode="bicubic", align_corners=False)
+    patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(-1, dim)
+    return torch.cat([cls_pos, patch_pos], dim=0)
+
+
+def vit_tokens(visual: nn.Module, images: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """Patch embedding + CLS + interpolated position embedding + ``ln_pre``.
+
+    Arguments:
+        images: B×3×H×W, CLIP-normalised, H and W divisible by the patch size.
+    Returns:
+        tokens B×(1+h*w)×D and the grid (h, w).
+    """
+    patch = visual.patch_size
+    if images.shape[-2] % patch[0] or images.shape[-1] % patch[1]:
+        raise ValueError(f"input {tuple(images.shape[-2:])} is not divisible by the ViT patch size {patch}")
+    x = visual.conv1(images)  # B×D×h×w
+    grid = (x.shape[-2], x.shape[-1])
+    x = x.flatten(2).transpose(1, 2)  # B×hw×D
+    cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+    x = torch.cat([cls, x], dim=1)
+    x = x + interpolate_positional_embedding(visual.positional_embedding, visual.grid_size, grid).to(x.dtype)
+    return visual.ln_pre(x), grid
+
+
+def value_path_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The last ViT block with attention replaced by its value path (B×L×D -> B×L×D)."""
+    attn = block.attn
+    dim = x.shape[-1]
+    v = F.linear(block.ln_1(x), attn.in_proj_weight[2 * dim:], attn.in_proj_bias[2 * dim:])
+    v = block.ls_1(attn.out_proj(v))
+    x = v + x[:, :1]  # residual from the block's input CLS token (the release's value path)
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+def vit_dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Dense CLIP features of an open_clip ViT: B×3×H×W -> B×C×(H/p)×(W/p)."""
+    x, (h, w) = vit_tokens(visual, images)
+    blocks = visual.transformer.resblocks
+    batch_first = getattr(visual.transformer, "batch_first", True)
+    if not batch_first:
+        x = x.transpose(0, 1)
+    for block in blocks[:-1]:
+        x = block(x)
+    if not batch_first:
+        x = x.transpose(0, 1)
+    x = value_path_block(blocks[-1], x)
+    x = visual.ln_post(x[:, 1:])
+    if visual.proj is not None:
+        x = x @ visual.proj
+    return x.reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous()
+
+
+def convnext_dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Dense CLIP features of an open_clip timm ConvNeXt: B×3×H×W -> B×C×(H/32)×(W/32)."""
+    x = visual.trunk.forward_features(images)  # B×Ct×h×w
+    x = visual.trunk.head.norm(x)
+    x = visual.head(x.permute(0, 2, 3, 1))  # per-pixel projection: B×h×w×C
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
+def dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Dense features of any supported image tower: B×3×H×W -> B×C×h×w (C = CLIP embedding dim)."""
+    if is_vit(visual):
+        return vit_dense_features(visual, images)
+    if is_convnext(visual):
+        return convnext_dense_features(visual, images)
+    raise TypeError(f"dense features are implemented for open_clip ViT and ConvNeXt towers, not {type(visual).__name__}")
+
+
+def feature_stride(visual: nn.Module) -> int:
+    """Input pixels per dense-feature cell."""
+    if is_vit(visual):
+        return int(visual.patch_size[0])
+    if is_convnext(visual):
+        return 32
+    raise TypeError(f"unsupported image tower {type(visual).__name__}")
+
+
+def embed_dim(visual: nn.Module) -> int:
+    """CLIP embedding dimension of an image tower's output."""
+    return int(visual.output_dim) if hasattr(visual, "output_dim") else int(visual.head.proj.out_features)

@@ -1,0 +1,180 @@
+"""The text side: CLIP's frozen text encoder, vocabulary classifiers and learnable class prompts."""
+import logging
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+from torch import nn
+
+from .build import freeze
+
+logger = logging.getLogger(__name__)
+
+SINGLE_TEMPLATE = "A photo of a {} in the scene."
+# A selection of ImageNet-style templates suited to scene parsing (the "imagenet_select" ensemble).
+IMAGENET_SELECT_TEMPLATES = (
+    "a bad photo of the {}.",
+    "a photo of the large {}.",
+    "a photo of the small {}.",
+    "itap of a {}.",
+    "art of the {}.",
+    "a origami {}.",
+    "this is a photo of a {}.",
+    "this is a photo of a small {}.",
+    "this is a photo of a large {}.",
+    "there is a {} in the scene.",
+    "there is the {} in the scene.",
+    "this is a {} in the scene.",
+    "this is the {} in the scene.",
+    "this is one {} in the scene.",
+)
+
+
+def get_templates(name: str) -> Tuple[str, ...]:
+    """Template ensemble by name: ``single``, ``imagenet_select`` or ``imagenet`` (OpenAI's 80)."""
+    if name == "single":
+        return (SINGLE_TEMPLATE,)
+    if name == "imagenet_select":
+        return IMAGENET_SELECT_TEMPLATES
+    if name == "imagenet":
+        return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
+    raise ValueError(f"unknown template ensemble '{name}' (MODEL.PIXELCLIP.TEST.TEMPLATES): single|imagenet_select|imagenet")
+
+
+class TextEncoder(nn.Module):
+    """CLIP's text transformer driven from token embeddings, so learnable slots can be injected.
+
+    Holds (shares) the text modules of an open_clip ``CLIP``; all of them are frozen.
+    """
+
+    def __init__(self, clip_model: nn.Module, tokenizer):
+        super().__init__()
+        self.token_embedding = clip_model.token_embedding
+        self.positional_embedding = clip_model.positional_embedding
+        self.transformer = clip_model.transformer
+        self.ln_final = clip_model.ln_final
+        self.text_projection = clip_model.text_projection
+        self.register_buffer("attn_mask", clip_model.attn_mask, persistent=False)
+        self.pool_type = getattr(clip_model, "text_pool_type", "argmax")
+        self.eos_token_id = getattr(clip_model, "text_eos_id", None)
+        self.tokenizer = tokenizer
+        self.context_length = int(clip_model.positional_embedding.shape[0])
+        freeze(self)
+
+    @property
+    def device(self) -> torch.device:
+        return self.token_embedding.weight.device
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """N texts -> N×L token ids on this module's device."""
+        return self.tokenizer(list(texts), context_length=self.context_length).to(self.device)
+
+    def _pool_index(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.pool_type == "argmax":  # EOT has the largest id in CLIP's vocabulary
+            return tokens.argmax(dim=-1)
+        if self.pool_type == "eos":
+            return (tokens == self.eos_token_id).int().argmax(dim=-1)
+        if self.pool_type == "last":
+            return torch.full_like(tokens[:, 0], tokens.shape[1] - 1)
+        return torch.zeros_like(tokens[:, 0])  # "first"
+
+    def encode_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Token embeddings N×L×D (their ids N×L tell where EOT is) -> text features N×C."""
+        x = embeddings + self.positional_embedding.to(embeddings.dtype)
+        x = self.transformer(x, attn_mask=self.attn_mask)
+        x = self.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), self._pool_index(tokens)]
+        if self.text_projection is None:
+            return x
+        if isinstance(self.text_projection, nn.Linear):
+            return self.text_projection(x)
+        return x @ self.text_projection
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token ids N×L -> text features N×C (equal to open_clip's ``encode_text``)."""
+        return self.encode_embeddings(self.token_embedding(tokens), tokens)
+
+
+class VocabularyClassifier(nn.Module):
+    """Unit-norm text embeddings of a vocabulary, cached per (vocabulary, templates, device).
+
+    A class name ``"a, b"`` lists synonyms: each synonym's embedding is the normalised mean over the
+    templates, and the class embedding is the normalised mean over its synonyms.
+    """
+
+    def __init__(self, text_encoder: TextEncoder, templates: Sequence[str] = (SINGLE_TEMPLATE,),
+                 batch_size: int = 256):
+        super().__init__()
+        self.text_encoder = text_encoder
+        self.templates = tuple(templates)
+        self.batch_size = batch_size
+        self._cache: Dict[tuple, torch.Tensor] = {}
+        # new text weights (a checkpoint load) invalidate cached embeddings
+        self.register_load_state_dict_post_hook(lambda module, keys: module.clear_cache())
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    @torch.no_grad()
+    def _encode_texts(self, texts: List[str]) -> torch.Tensor:
+        chunks = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        feats = [self.text_encoder(self.text_encoder.tokenize(chunk)) for chunk in chunks]
+        return F.normalize(torch.cat(feats).float(), dim=-1)
+
+    def forward(self, class_names: Sequence[str]) -> torch.Tensor:
+        """Class names (K) -> K×C unit-norm embeddings (no gradient)."""
+        key = (tuple(class_names), self.templates, str(self.text_encoder.device))
+        if key not in self._cache:
+            synonyms = [[s.strip() for s in name.split(", ") if s.strip()] or [name] for name in class_names]
+            flat = [s for group in synonyms for s in group]
+            texts = [t.format(s) for s in flat for t in self.templates]
+            feats = self._encode_texts(texts).view(len(flat), len(self.templates), -1)
+            per_synonym = F.normalize(feats.mean(dim=1), dim=-1)
+            sizes = [len(g) for g in synonyms]
+            per_class = torch.stack([g.mean(dim=0) for g in per_synonym.split(sizes)])
+            self._cache[key] = F.normalize(per_class, dim=-1)
+            logger.info("Encoded a vocabulary of %d classes with %d templates", len(class_names), len(self.templates))
+        return self._cache[key]
+
+
+class LearnablePrompts(nn.Module):
+    """K learnable class prompts: ``PROMPT_LENGTH`` word slots in a fixed template.
+
+    The slots replace the placeholder words of ``template.format("x x x x")`` in the frozen text
+    encoder's token embeddings; gradients reach only the slots (PixelCLIP, Sec. 3.2).
+    """
+
+    PLACEHOLDER = "x"
+
+    def __init__(self, text_encoder: TextEncoder, num_prompts: int = 64, prompt_length: int = 4,
+                 template: str = "A photo of a {} in the scene", init_seed: int = 0, learnable: bool = True):
+        super().__init__()
+        self.text_encoder = text_encoder
+        tokens = text_encoder.tokenize([template.format(" ".join([self.PLACEHOLDER] * prompt_length))])
+        slot_id = int(text_encoder.tokenize([self.PLACEHOLDER])[0, 1])
+        slots = (tokens[0] == slot_id).nonzero().flatten()
+        if len(slots) != prompt_length:
+            raise ValueError(f"prompt template '{template}' must hold exactly one '{{}}' and no word '{self.PLACEHOLDER}'")
+        self.register_buffer("tokens", tokens, persistent=False)  # 1×L
+        self.register_buffer("slot_positions", slots, persistent=False)  # PROMPT_LENGTH
+        # initialised from the token embeddings of random vocabulary ids (fixed seed)
+        vocab_size = text_encoder.token_embedding.weight.shape[0]
+        generator = torch.Generator().manual_seed(init_seed)
+        ids = torch.randint(0, vocab_size - 2, (num_prompts, prompt_length), generator=generator)  # no SOT/EOT
+        init = text_encoder.token_embedding.weight.detach()[ids.to(text_encoder.device)].clone().float()
+        self.prompt_tokens = nn.Parameter(init, requires_grad=learnable)  # K×PROMPT_LENGTH×D
+
+    @property
+    def num_prompts(self) -> int:
+        return self.prompt_tokens.shape[0]
+
+    def forward(self) -> torch.Tensor:
+        """-> K×C prompt embeddings (not normalised), differentiable w.r.t. the slots."""
+        k = self.num_prompts
+        tokens = self.tokens.expand(k, -1)
+        with torch.no_grad():
+            base = self.text_encoder.token_embedding(self.tokens).expand(k, -1, -1)
+        embeddings = base.clone()
+        embeddings[:, self.slot_positions] = self.prompt_tokens.to(embeddings.dtype)
+        return self.text_encoder.encode_embeddings(embeddings, tokens)

@@ -1,0 +1,104 @@
+"""Every configuration key of PixelCLIP, its default (the authors' release) and its meaning.
+
+Shin et al., "Towards Open-Vocabulary Semantic Segmentation Without Semantic Labels", NeurIPS 2024.
+Defaults are the ViT-B/16 values of the release (see shared METHOD.md); per-backbone YAMLs in
+``configs/`` override what differs (ConvNeXt: full fine-tuning, 640² input, EPS 1).
+"""
+from detectron2.config import CfgNode as CN
+
+# CLIP's normalisation in 0-255 units (OpenAI CLIP / open_clip's OPENAI_DATASET_MEAN/STD × 255).
+CLIP_PIXEL_MEAN = [122.7709383, 116.7460125, 104.09373615]
+CLIP_PIXEL_STD = [68.5005327, 66.6321579, 70.32316305]
+
+
+def add_pixelclip_config(cfg: CN) -> None:
+    """Add PixelCLIP's keys to a Detectron2 config in place (idempotent)."""
+    if hasattr(cfg.MODEL, "PIXELCLIP"):
+        return
+    cfg.MODEL.META_ARCHITECTURE = "PixelCLIP"
+    cfg.MODEL.BACKBONE.NAME = "PixelCLIPBackbone"
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0  # the CLIP_FINETUNE policy decides what trains, not FREEZE_AT
+    cfg.MODEL.PIXEL_MEAN = list(CLIP_PIXEL_MEAN)
+    cfg.MODEL.PIXEL_STD = list(CLIP_PIXEL_STD)
+    cfg.MODEL.WEIGHTS = ""
+
+    cfg.MODEL.PIXELCLIP = CN()
+    P = cfg.MODEL.PIXELCLIP
+    # --- CLIP model (pixelclip/clip/build.py) ---
+    P.CLIP_MODEL_NAME = "ViT-B-16"  # open_clip architecture name (or one of pixelclip/clip/model_configs)
+    P.CLIP_PRETRAINED = "openai"  # open_clip pretrained tag, a local checkpoint file, or "" for random init
+    P.CLIP_FINETUNE = "attention"  # which image-encoder weights train: attention|full|conv|prompt|none
+    P.CLIP_RESOLUTION = (320, 320)  # (H, W) the image is resized to before the CLIP image encoder
+    # --- learnable class prompts (pixelclip/clip/text.py) ---
+    P.NUM_PROMPTS = 64  # K, number of global semantic clusters / learnable class prompts
+    P.PROMPT_LENGTH = 4  # learnable word slots per prompt
+    P.PROMPT_TEMPLATE = "A photo of a {} in the scene"  # {} is filled by the PROMPT_LENGTH slots
+    P.PROMPT_INIT_SEED = 0  # seed for drawing the random vocabulary ids that initialise the slots
+    P.LEARN_PROMPTS = True  # False freezes the prompt tokens at their initial value (ablation)
+    # --- online clustering (pixelclip/modeling/clustering.py) ---
+    P.MASK_RESOLUTION = 256  # side of the square grid where masks, mask features and targets live
+    P.MAX_MASKS = 512  # at most this many masks per image (largest first)
+    P.EPS = 100.0  # scale of the cosine logits fed to Sinkhorn-Knopp (ε)
+    P.SINKHORN_ITERS = 3  # Sinkhorn-Knopp iterations
+    # --- momentum teacher (pixelclip/modeling/momentum.py) ---
+    P.USE_MOMENTUM = True  # False: the student's own (detached) features decide the clustering
+    P.MOMENTUM = 0.999  # EMA rate: teacher <- m * teacher + (1 - m) * student, once per step
+    # --- light decoder (pixelclip/modeling/decoder.py, training only) ---
+    P.DECODER_CHANNELS = (64, 32)  # channels after the first and the second ×2 upsampling
+    P.DECODER_NORM_GROUPS = 16  # GroupNorm groups in the decoder
+    # --- inference (pixelclip/modeling/pixelclip.py) ---
+    P.TEST = CN()
+    P.TEST.TEMPLATES = "imagenet_select"  # single|imagenet_select|imagenet: text templates ensembled
+    P.TEST.FEATURE_RESOLUTION = 64  # dense features are bilinearly resized to this square before scoring
+    P.TEST.MODE = "whole"  # whole: resize the image to CLIP_RESOLUTION; slide: overlapping windows
+    P.TEST.SLIDE_OVERLAP = 0.333  # fraction of a window shared with its neighbour in slide mode
+    P.TEST.FLIP = False  # also score the horizontally flipped image and average the logits
+    P.TEST.AUTOCAST = ""  # ""|fp16|bf16: autocast for inference (kept off on CPU unless asked)
+    P.TEST.VOCABULARY = ""  # "" = the test dataset's stuff_classes; else "a,b,c" or a .txt/.json class file
+
+    # --- online DINO masks (pixelclip/masks/dino.py); masks come from files when disabled ---
+    cfg.MODEL.DINO = CN()
+    cfg.MODEL.DINO.ENABLED = False  # replace file masks by k-means clusters of DINO patch tokens
+    cfg.MODEL.DINO.MODEL_NAME = "vit_small_patch16_224"  # timm architecture of the DINO ViT-S/16
+    cfg.MODEL.DINO.WEIGHTS = ""  # local file with the DINO weights (timm or original key layout)
+    cfg.MODEL.DINO.NUM_CLUSTERS = 16  # k-means clusters per image, each becomes one mask
+    cfg.MODEL.DINO.KMEANS_ITERS = 20  # Lloyd iterations
+    cfg.MODEL.DINO.INPUT_SIZE = 448  # square side the image is resized to for DINO
+
+    # --- data ---
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.INPUT.DATASET_MAPPER_NAME = "pixelclip_unlabeled"  # name in pixelclip.data.MAPPER_REGISTRY
+    cfg.INPUT.MIN_SIZE_TRAIN = (1024,)  # short side before the crop
+    cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"
+    cfg.INPUT.MAX_SIZE_TRAIN = 4096
+    cfg.INPUT.MIN_SIZE_TEST = 640  # short side at test time
+    cfg.INPUT.MAX_SIZE_TEST = 2560
+    cfg.INPUT.CROP.ENABLED = True
+    cfg.INPUT.CROP.TYPE = "absolute"
+    cfg.INPUT.CROP.SIZE = (640, 640)
+    cfg.INPUT.COLOR_AUG_SSD = True  # SSD photometric distortion on both views
+    cfg.INPUT.STRONG_AUG = True  # a strongly colour-augmented student view (teacher sees the weak one)
+    cfg.INPUT.SIZE_DIVISIBILITY = -1
+
+    # --- solver (pixelclip/solver.py) ---
+    cfg.SOLVER.OPTIMIZER = "ADAMW"
+    cfg.SOLVER.BASE_LR = 2e-4
+    cfg.SOLVER.BASE_LR_END = 1e-4  # the cosine schedule ends here (D2 key, set to the release's value)
+    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
+    cfg.SOLVER.WARMUP_ITERS = 0
+    cfg.SOLVER.WEIGHT_DECAY = 1e-4
+    cfg.SOLVER.WEIGHT_DECAY_NORM = 1e-4
+    cfg.SOLVER.WEIGHT_DECAY_EMBED = 1e-4
+    cfg.SOLVER.MAX_ITER = 10000
+    cfg.SOLVER.IMS_PER_BATCH = 48
+    cfg.SOLVER.CHECKPOINT_PERIOD = 1000
+    cfg.SOLVER.CLIP_MULTIPLIER = 0.01  # lr multiplier of the CLIP image-encoder parameters
+    cfg.SOLVER.PROMPT_MULTIPLIER = 10.0  # lr multiplier of the learnable prompt tokens
+    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"  # full_model: one L2 norm over all parameters
+    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.01
+    cfg.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
+
+    cfg.TEST.IMS_PER_BATCH = 1  # images per inference batch (any size works)
+    cfg.TEST.EVAL_PERIOD = 0
+    cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False

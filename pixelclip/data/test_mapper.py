@@ -1,0 +1,39 @@
+"""The inference mapper: read an image and resize its short side; ground truth stays on disk for the evaluator."""
+import copy
+import logging
+from typing import Dict
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+logger = logging.getLogger(__name__)
+
+
+class SemanticTestMapper:
+    """Dataset dict -> ``{"image": 3×H×W uint8 (short side MIN_SIZE_TEST), "height", "width", "file_name"}``."""
+
+    @configurable
+    def __init__(self, *, min_size: int = 640, max_size: int = 2560, image_format: str = "RGB"):
+        self.resize = T.ResizeShortestEdge(min_size, max_size)
+        self.image_format = image_format
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {"min_size": cfg.INPUT.MIN_SIZE_TEST, "max_size": cfg.INPUT.MAX_SIZE_TEST, "image_format": cfg.INPUT.FORMAT}
+
+    def __call__(self, dataset_dict: Dict) -> Dict:
+        record = copy.deepcopy(dataset_dict)
+        path = record["file_name"]
+        try:
+            image = utils.read_image(path, format=self.image_format)
+        except Exception as e:  # unreadable or truncated file
+            raise ValueError(f"cannot read test image {path}: {type(e).__name__}: {e}") from e
+        record.setdefault("height", image.shape[0])
+        record.setdefault("width", image.shape[1])
+        image = self.resize.get_transform(image).apply_image(image)
+        record["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        record.pop("sem_seg_file_name", None)
+        return record

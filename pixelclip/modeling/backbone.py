@@ -1,0 +1,54 @@
+"""PixelCLIPBackbone: a Detectron2 backbone over an open_clip model's image tower."""
+from typing import Dict
+
+import torch
+from detectron2.config import configurable
+from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
+from torch import nn
+
+from ..clip.build import apply_finetune_policy, build_clip_model, freeze
+from ..clip.dense import dense_features, embed_dim, feature_stride
+
+
+@BACKBONE_REGISTRY.register()
+class PixelCLIPBackbone(Backbone):
+    """Dense CLIP features of CLIP-normalised images.
+
+    Owns the whole open_clip model (``clip_model``: image tower trained by the ``CLIP_FINETUNE``
+    policy, text tower frozen), so its state dict is an open_clip checkpoint under ``clip_model.``.
+    Output: ``{"clip_dense": B×C×h×w}`` with C the CLIP embedding dim and h, w = H/stride, W/stride.
+    """
+
+    @configurable
+    def __init__(self, *, clip_model: nn.Module, tokenizer, finetune: str = "attention"):
+        super().__init__()
+        self.clip_model = clip_model
+        self.tokenizer = tokenizer
+        freeze(self.clip_model)
+        self.trainable_names = apply_finetune_policy(self.clip_model.visual, finetune)
+        self._stride = feature_stride(self.clip_model.visual)
+        self._channels = embed_dim(self.clip_model.visual)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape=None):
+        clip_model, tokenizer = build_clip_model(cfg.MODEL.PIXELCLIP.CLIP_MODEL_NAME, cfg.MODEL.PIXELCLIP.CLIP_PRETRAINED)
+        return {"clip_model": clip_model, "tokenizer": tokenizer, "finetune": cfg.MODEL.PIXELCLIP.CLIP_FINETUNE}
+
+    @property
+    def visual(self) -> nn.Module:
+        return self.clip_model.visual
+
+    @property
+    def size_divisibility(self) -> int:
+        return self._stride
+
+    def output_shape(self) -> Dict[str, ShapeSpec]:
+        return {"clip_dense": ShapeSpec(channels=self._channels, stride=self._stride)}
+
+    def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """images: B×3×H×W CLIP-normalised -> {"clip_dense": B×C×(H/stride)×(W/stride)}."""
+        return {"clip_dense": dense_features(self.clip_model.visual, images)}
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Global CLIP image embedding (open_clip's ``encode_image``), B×3×H×W -> B×C."""
+        return self.clip_model.encode_image(images)

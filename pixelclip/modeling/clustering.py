@@ -1,0 +1,97 @@
+"""Online clustering of unlabeled masks into K global semantic clusters (PixelCLIP, Sec. 3.3).
+
+Mask features (teacher features averaged inside each mask) are scored against the K prompt
+embeddings, balanced by Sinkhorn-Knopp (SwAV, Caron et al. 2020) over the whole global batch, and
+each mask takes its arg-max cluster. Per image and cluster, the union of its masks is the target.
+"""
+from typing import List, Tuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t)
+    return t
+
+
+@torch.no_grad()
+def sinkhorn(logits: torch.Tensor, num_iters: int = 3) -> torch.Tensor:
+    """Sinkhorn-Knopp on ``softmax(logits)`` with equal total mass per cluster.
+
+    Sums run over all processes (all-reduced), so the balance holds for the global batch.
+    Arguments:
+        logits: N×K (masks × clusters) on this process; N may be 0.
+    Returns:
+        Q: N×K soft assignment (float32); every row sums to 1 and, at convergence, every cluster
+        holds N_total/K of the mass.
+    """
+    num_clusters = logits.shape[1]
+    # float64: with ε = 100 the softmax spans e^±200, which underflows float32
+    q = torch.softmax(logits.double(), dim=1).t()  # K×N
+    n_total = _all_reduce_sum(torch.tensor(float(q.shape[1]), dtype=torch.float64, device=q.device))
+    if n_total.item() == 0:
+        return logits.new_zeros(logits.shape)
+    q /= _all_reduce_sum(q.sum()).clamp_min(1e-300)
+    for _ in range(num_iters):
+        q /= _all_reduce_sum(q.sum(dim=1, keepdim=True)).clamp_min(1e-300)  # each cluster: mass 1/K
+        q /= num_clusters
+        q /= q.sum(dim=0, keepdim=True).clamp_min(1e-300)  # each mask: mass 1/N
+        q /= n_total
+    q *= n_total  # each mask's column sums to 1
+    return q.t().float()
+
+
+def resize_masks(masks: torch.Tensor, size: int, max_masks: int) -> torch.Tensor:
+    """N×H×W bool masks -> M×size×size (nearest), dropping masks with ≤1 pixel left and keeping the
+    ``max_masks`` largest."""
+    if masks.numel() == 0:
+        return masks.new_zeros((0, size, size), dtype=torch.bool)
+    small = F.interpolate(masks[None].float(), size=(size, size), mode="nearest")[0] > 0.5
+    area = small.flatten(1).sum(1)
+    small, area = small[area > 1], area[area > 1]
+    if len(small) > max_masks:
+        small = small[area.argsort(descending=True)[:max_masks]]
+    return small
+
+
+def pool_mask_features(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Average of C×H×W features inside each of N H×W masks -> N×C."""
+    m = masks.flatten(1).to(features.dtype)  # N×HW
+    return (m @ features.flatten(1).t()) / m.sum(1, keepdim=True).clamp_min(1.0)
+
+
+@torch.no_grad()
+def cluster_targets(teacher_features: torch.Tensor, masks: List[torch.Tensor], prompt_embeddings: torch.Tensor,
+                    eps: float = 100.0, num_iters: int = 3) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Assign every mask to a prompt and build per-image, per-cluster target maps.
+
+    Arguments:
+        teacher_features: B×C×h×w dense features of the weak views.
+        masks: B tensors N_i×R×R (bool) at the mask resolution R (already resized and filtered).
+        prompt_embeddings: K×C.
+        eps: scale ε of the cosine logits.
+    Returns:
+        targets B×K×R×R (float 0/1: union of the masks assigned to each cluster),
+        valid B×R×R (bool: pixels covered by at least one mask),
+        assignment (ΣN_i) long: the cluster of every mask, images concatenated in order.
+    """
+    b = teacher_features.shape[0]
+    k = prompt_embeddings.shape[0]
+    r = masks[0].shape[-1] if masks else 1
+    feats = F.interpolate(teacher_features.float(), size=(r, r), mode="bilinear", align_corners=False)
+    mask_feats = [pool_mask_features(feats[i], masks[i]) for i in range(b)]
+    mask_feats = torch.cat(mask_feats) if mask_feats else feats.new_zeros((0, feats.shape[1]))
+    logits = eps * F.normalize(mask_feats, dim=-1) @ F.normalize(prompt_embeddings.float(), dim=-1).t()
+    assignment = sinkhorn(logits, num_iters).argmax(dim=1)
+    targets = feats.new_zeros((b, k, r, r))
+    valid = torch.zeros((b, r, r), dtype=torch.bool, device=feats.device)
+    for i, chunk in enumerate(assignment.split([len(m) for m in masks])):
+        if len(chunk) == 0:
+            continue
+        one_hot = F.one_hot(chunk, k).t().float()  # K×N_i
+        targets[i] = (one_hot @ masks[i].flatten(1).float()).clamp_max(1.0).view(k, r, r)
+        valid[i] = masks[i].any(dim=0)
+    return targets, valid, assignment

@@ -1,0 +1,43 @@
+"""The light cost-volume decoder used only during training (PixelCLIP, Sec. 3.2)."""
+from typing import Sequence
+
+import torch
+from detectron2.config import configurable
+from torch import nn
+
+
+def _conv_gn_relu(channels: int, groups: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(groups, channels), nn.ReLU(inplace=True))
+
+
+class CostVolumeDecoder(nn.Module):
+    """Upsamples each prompt's cosine map independently (as B·K one-channel images).
+
+    conv3×3 1→c1, transposed conv ×2 →c1, (conv3×3-GN-ReLU)×2, transposed conv ×2 →c2,
+    (conv3×3-GN-ReLU)×2, conv3×3 →1. Input B×K×h×w cost volume, output B×K×4h×4w logits.
+    """
+
+    @configurable
+    def __init__(self, *, channels: Sequence[int] = (64, 32), norm_groups: int = 16):
+        super().__init__()
+        c1, c2 = channels
+        self.layers = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.ConvTranspose2d(c1, c1, kernel_size=2, stride=2),
+            _conv_gn_relu(c1, norm_groups),
+            _conv_gn_relu(c1, norm_groups),
+            nn.ConvTranspose2d(c1, c2, kernel_size=2, stride=2),
+            _conv_gn_relu(c2, norm_groups),
+            _conv_gn_relu(c2, norm_groups),
+            nn.Conv2d(c2, 1, 3, padding=1),
+        )
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {"channels": cfg.MODEL.PIXELCLIP.DECODER_CHANNELS, "norm_groups": cfg.MODEL.PIXELCLIP.DECODER_NORM_GROUPS}
+
+    def forward(self, cost: torch.Tensor) -> torch.Tensor:
+        """cost B×K×h×w -> logits B×K×4h×4w."""
+        b, k, h, w = cost.shape
+        out = self.layers(cost.reshape(b * k, 1, h, w))
+        return out.reshape(b, k, out.shape[-2], out.shape[-1])

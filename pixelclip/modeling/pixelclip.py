@@ -1,0 +1,292 @@
+"""META_ARCH "PixelCLIP": the training step and dense open-vocabulary inference."""
+import logging
+from contextlib import nullcontext
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.utils.events import get_event_storage
+from torch import nn
+
+from ..clip.dense import dense_features
+from ..clip.text import LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
+from .clustering import cluster_targets, resize_masks
+from .decoder import CostVolumeDecoder
+from .momentum import MomentumEncoder
+
+logger = logging.getLogger(__name__)
+
+
+def default_vocabulary(cfg) -> Optional[List[str]]:
+    """``TEST.VOCABULARY`` if set, else the first test dataset's ``stuff_classes`` (None if neither)."""
+    spec = cfg.MODEL.PIXELCLIP.TEST.VOCABULARY
+    if spec:
+        from ..data.vocabulary import load_vocabulary
+
+        return load_vocabulary(spec)
+    for name in cfg.DATASETS.TEST:
+        classes = MetadataCatalog.get(name).get("stuff_classes", None)
+        if classes:
+            return list(classes)
+    return None
+
+
+@META_ARCH_REGISTRY.register()
+class PixelCLIP(nn.Module):
+    """PixelCLIP (Shin et al., NeurIPS 2024).
+
+    Training: a batch of images with unlabeled masks -> ``{"loss_masks"}``. The student (the
+    backbone's image tower) sees the strong view, the EMA teacher the weak one; masks are grouped
+    online into K clusters whose centres are learnable class prompts; a light decoder predicts each
+    cluster's union of masks from the student's cost volume; binary cross-entropy.
+    Inference: ``[{"image": 3×H×W uint8, "height", "width"}]`` -> ``[{"sem_seg": K×height×width}]``,
+    K = vocabulary size, scores = cosine similarity of dense features with class-name embeddings.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        decoder: nn.Module,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        clip_resolution: Tuple[int, int] = (320, 320),
+        num_prompts: int = 64,
+        prompt_length: int = 4,
+        prompt_template: str = "A photo of a {} in the scene",
+        prompt_init_seed: int = 0,
+        learn_prompts: bool = True,
+        mask_resolution: int = 256,
+        max_masks: int = 512,
+        eps: float = 100.0,
+        sinkhorn_iters: int = 3,
+        use_momentum: bool = True,
+        momentum: float = 0.999,
+        test_templates: Sequence[str] = ("A photo of a {} in the scene.",),
+        test_feature_resolution: int = 64,
+        test_mode: str = "whole",
+        slide_overlap: float = 0.333,
+        test_flip: bool = False,
+        autocast: str = "",
+        vocabulary: Optional[Sequence[str]] = None,
+        dino_masker: Optional[nn.Module] = None,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.decoder = decoder
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
+        self.clip_resolution = tuple(clip_resolution)
+        self.text_encoder = TextEncoder(backbone.clip_model, backbone.tokenizer)
+        self.prompts = LearnablePrompts(self.text_encoder, num_prompts, prompt_length, prompt_template,
+                                        prompt_init_seed, learnable=learn_prompts)
+        self.classifier = VocabularyClassifier(self.text_encoder, test_templates)
+        self.teacher = MomentumEncoder(backbone.visual, momentum) if use_momentum else None
+        self.mask_resolution = mask_resolution
+        self.max_masks = max_masks
+        self.eps = eps
+        self.sinkhorn_iters = sinkhorn_iters
+        self.test_feature_resolution = test_feature_resolution
+        if test_mode not in ("whole", "slide"):
+            raise ValueError(f"MODEL.PIXELCLIP.TEST.MODE must be 'whole' or 'slide', got '{test_mode}'")
+        self.test_mode = test_mode
+        self.slide_overlap = slide_overlap
+        self.test_flip = test_flip
+        if autocast not in ("", "fp16", "bf16"):
+            raise ValueError(f"MODEL.PIXELCLIP.TEST.AUTOCAST must be '', 'fp16' or 'bf16', got '{autocast}'")
+        self.autocast = autocast
+        self.vocabulary = list(vocabulary) if vocabulary else None
+        self.dino_masker = dino_masker
+
+    @classmethod
+    def from_config(cls, cfg):
+        p = cfg.MODEL.PIXELCLIP
+        dino_masker = None
+        if cfg.MODEL.DINO.ENABLED:
+            from ..masks.dino import build_dino_masker
+
+            dino_masker = build_dino_masker(cfg)
+        return {
+            "backbone": build_backbone(cfg),
+            "decoder": CostVolumeDecoder(cfg),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "clip_resolution": p.CLIP_RESOLUTION,
+            "num_prompts": p.NUM_PROMPTS,
+            "prompt_length": p.PROMPT_LENGTH,
+            "prompt_template": p.PROMPT_TEMPLATE,
+            "prompt_init_seed": p.PROMPT_INIT_SEED,
+            "learn_prompts": p.LEARN_PROMPTS,
+            "mask_resolution": p.MASK_RESOLUTION,
+            "max_masks": p.MAX_MASKS,
+            "eps": p.EPS,
+            "sinkhorn_iters": p.SINKHORN_ITERS,
+            "use_momentum": p.USE_MOMENTUM,
+            "momentum": p.MOMENTUM,
+            "test_templates": get_templates(p.TEST.TEMPLATES),
+            "test_feature_resolution": p.TEST.FEATURE_RESOLUTION,
+            "test_mode": p.TEST.MODE,
+            "slide_overlap": p.TEST.SLIDE_OVERLAP,
+            "test_flip": p.TEST.FLIP,
+            "autocast": p.TEST.AUTOCAST,
+            "vocabulary": default_vocabulary(cfg),
+            "dino_masker": dino_masker,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def set_vocabulary(self, class_names: Sequence[str]) -> None:
+        """Classes that inference scores (e.g. a test dataset's ``stuff_classes``)."""
+        if not class_names:
+            raise ValueError("the vocabulary is empty")
+        self.vocabulary = list(class_names)
+
+    # ------------------------------------------------------------------ helpers
+    def _normalize(self, image: torch.Tensor) -> torch.Tensor:
+        return (image.to(self.device).float() - self.pixel_mean) / self.pixel_std
+
+    def _clip_batch(self, images: List[torch.Tensor]) -> torch.Tensor:
+        """uint8 3×H×W images -> B×3×CLIP_RESOLUTION, CLIP-normalised."""
+        return torch.cat([
+            F.interpolate(self._normalize(im)[None], size=self.clip_resolution, mode="bilinear", align_corners=False)
+            for im in images
+        ])
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batched_inputs: List[Dict]):
+        if not self.training:
+            return self.inference(batched_inputs)
+        return self.losses(batched_inputs)
+
+    def _masks_of(self, batched_inputs: List[Dict], weak: torch.Tensor) -> List[torch.Tensor]:
+        if self.dino_masker is not None:
+            images = torch.stack([x["image"].to(self.device).float() for x in batched_inputs])
+            raw = self.dino_masker(images)
+        else:
+            raw = []
+            for x in batched_inputs:
+                inst = x.get("instances")
+                if inst is None or not inst.has("gt_masks"):
+                    raw.append(torch.zeros((0,) + tuple(x["image"].shape[-2:]), dtype=torch.bool, device=self.device))
+                else:
+                    gt = inst.gt_masks
+                    raw.append((gt.tensor if hasattr(gt, "tensor") else gt).to(self.device).bool())
+        return [resize_masks(m, self.mask_resolution, self.max_masks) for m in raw]
+
+    def losses(self, batched_inputs: List[Dict]) -> Dict[str, torch.Tensor]:
+        weak = self._clip_batch([x["image"] for x in batched_inputs])
+        strong = self._clip_batch([x.get("image_strong", x["image"]) for x in batched_inputs])
+        masks = self._masks_of(batched_inputs, weak)
+        visual = self.backbone.visual
+        with torch.no_grad():
+            if self.teacher is not None:
+                self.teacher.update(visual)  # EMA step at the start of the step, as the release
+                teacher_features = self.teacher(weak)
+            else:
+                teacher_features = dense_features(visual, weak)
+        student_features = self.backbone(strong)["clip_dense"]  # B×C×h×w
+        prompt_embeddings = self.prompts()  # K×C
+        targets, valid, assignment = cluster_targets(teacher_features, masks, prompt_embeddings.detach(),
+                                                     self.eps, self.sinkhorn_iters)
+        # cost volume S = cos(P_k, f_ij): B×K×h×w
+        cost = torch.einsum("bchw,kc->bkhw", F.normalize(student_features, dim=1), F.normalize(prompt_embeddings, dim=-1))
+        logits = self.decoder(cost)
+        logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+        if valid.any():
+            bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # B×K×R×R
+            weight = valid[:, None].to(bce.dtype)
+            loss = (bce * weight).sum() / (weight.sum() * bce.shape[1])
+        else:  # no image of this batch has a mask left: a zero loss that keeps every parameter in the graph
+            loss = logits.sum() * 0.0
+        self._log_cluster_usage(masks, assignment)
+        return {"loss_masks": loss}
+
+    def _log_cluster_usage(self, masks: List[torch.Tensor], assignment: torch.Tensor) -> None:
+        try:
+            storage = get_event_storage()
+        except AssertionError:  # called outside a trainer
+            return
+        storage.put_scalar("pixelclip/masks_per_image", sum(len(m) for m in masks) / max(len(masks), 1))
+        storage.put_scalar("pixelclip/clusters_used", float(assignment.unique().numel()))
+
+    # ------------------------------------------------------------------ inference
+    def _autocast(self):
+        if not self.autocast:
+            return nullcontext()
+        dtype = torch.float16 if self.autocast == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _score(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """CLIP-normalised B×3×h×w -> cosine logits B×K×r×r (r = TEST.FEATURE_RESOLUTION)."""
+        with self._autocast():
+            feats = self.backbone(images)["clip_dense"]
+        r = self.test_feature_resolution
+        feats = F.interpolate(feats.float(), size=(r, r), mode="bilinear", align_corners=False)
+        logits = torch.einsum("bchw,kc->bkhw", F.normalize(feats, dim=1), text)
+        if self.test_flip:
+            with self._autocast():
+                flipped = self.backbone(images.flip(-1))["clip_dense"]
+            flipped = F.interpolate(flipped.float(), size=(r, r), mode="bilinear", align_corners=False).flip(-1)
+            logits = 0.5 * (logits + torch.einsum("bchw,kc->bkhw", F.normalize(flipped, dim=1), text))
+        return logits
+
+    def _slide_logits(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Overlapping CLIP_RESOLUTION windows over one normalised 3×H×W image -> K×h'×w' logits on a
+        grid scaled by FEATURE_RESOLUTION / CLIP_RESOLUTION."""
+        wh, ww = self.clip_resolution
+        h, w = image.shape[-2:]
+        if h < wh or w < ww:  # pad small images up to one window
+            image = F.pad(image, (0, max(ww - w, 0), 0, max(wh - h, 0)))
+        ph, pw = image.shape[-2:]
+        sh, sw = max(int(wh * (1 - self.slide_overlap)), 1), max(int(ww * (1 - self.slide_overlap)), 1)
+        ys = list(range(0, ph - wh + 1, sh)) + ([ph - wh] if (ph - wh) % sh else [])
+        xs = list(range(0, pw - ww + 1, sw)) + ([pw - ww] if (pw - ww) % sw else [])
+        boxes = [(y, x) for y in ys for x in xs]
+        crops = torch.stack([image[:, y:y + wh, x:x + ww] for y, x in boxes])
+        window_logits = self._score(crops, text)  # N×K×r×r
+        scale = self.test_feature_resolution / wh
+        gh, gw = round(ph * scale), round(pw * scale)
+        canvas = text.new_zeros((text.shape[0], gh, gw))
+        count = text.new_zeros((1, gh, gw))
+        rh, rw = round(wh * scale), round(ww * scale)
+        for (y, x), logit in zip(boxes, window_logits):
+            y0, x0 = round(y * scale), round(x * scale)
+            logit = F.interpolate(logit[None], size=(rh, rw), mode="bilinear", align_corners=False)[0]
+            canvas[:, y0:y0 + rh, x0:x0 + rw] += logit[:, : gh - y0, : gw - x0]
+            count[:, y0:y0 + rh, x0:x0 + rw] += 1
+        canvas = canvas / count.clamp_min(1)
+        return canvas[:, : round(h * scale), : round(w * scale)]
+
+    @torch.no_grad()
+    def inference(self, batched_inputs: List[Dict]) -> List[Dict[str, torch.Tensor]]:
+        if not self.vocabulary:
+            raise RuntimeError("PixelCLIP has no vocabulary: set MODEL.PIXELCLIP.TEST.VOCABULARY, register the test "
+                               "dataset's stuff_classes, or call model.set_vocabulary([...])")
+        text = self.classifier(self.vocabulary).to(self.device)  # K×C, cached per vocabulary
+        if self.test_mode == "whole":
+            logits = self._score(self._clip_batch([x["image"] for x in batched_inputs]), text)
+            per_image = list(logits)
+        else:
+            per_image = [self._slide_logits(self._normalize(x["image"]), text) for x in batched_inputs]
+        sizes = [(x.get("height", x["image"].shape[-2]), x.get("width", x["image"].shape[-1])) for x in batched_inputs]
+        return [{"sem_seg": s} for s in resize_logits(per_image, sizes)]
+
+
+def resize_logits(logits: List[torch.Tensor], sizes: List[Tuple[int, int]]) -> List[torch.Tensor]:
+    """Bilinearly resize K×h×w logit maps to their images' sizes, one batched call per distinct
+    (input size, output size) pair. Returns K×H×W maps in input order."""
+    out: List[Optional[torch.Tensor]] = [None] * len(logits)
+    groups: Dict[tuple, List[int]] = {}
+    for i, (lg, size) in enumerate(zip(logits, sizes)):
+        groups.setdefault((tuple(lg.shape[-2:]), tuple(int(s) for s in size)), []).append(i)
+    for (_, size), idx in groups.items():
+        resized = F.interpolate(torch.stack([logits[i] for i in idx]), size=size, mode="bilinear", align_corners=False)
+        for j, i in enumerate(idx):
+            out[i] = resized[j]
+    return out

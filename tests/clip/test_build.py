@@ -1,0 +1,65 @@
+"""Building CLIP from names, tags and files; CLIP_FINETUNE policies."""
+import pytest
+import torch
+
+from pixelclip.clip.build import ClipWeightsError, apply_finetune_policy, build_clip_model
+
+
+def test_missing_checkpoint_file_names_the_file(tmp_path):
+    missing = tmp_path / "no_such_clip.pt"
+    with pytest.raises(ClipWeightsError, match="no_such_clip.pt"):
+        build_clip_model("PixelCLIP-Tiny-ViT", str(missing))
+
+
+def test_unknown_tag_and_architecture_are_clear():
+    with pytest.raises(ClipWeightsError, match="Unknown pretrained tag 'not-a-tag'"):
+        build_clip_model("ViT-B-16", "not-a-tag")
+    with pytest.raises(ClipWeightsError, match="Unknown CLIP architecture"):
+        build_clip_model("ViT-Q-99", "")
+
+
+def test_known_tag_without_network_says_how_to_provide_weights():
+    with pytest.raises(ClipWeightsError, match="CLIP_PRETRAINED to its local path"):
+        build_clip_model("ViT-B-16", "openai")
+
+
+def test_local_checkpoint_round_trip(tmp_path):
+    model, _ = build_clip_model("PixelCLIP-Tiny-ViT", "")
+    path = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), path)
+    loaded, tokenizer = build_clip_model("PixelCLIP-Tiny-ViT", str(path))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    assert tokenizer(["a dog"]).shape[-1] == 32
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ClipWeightsError, match="broken.pt"):
+        build_clip_model("PixelCLIP-Tiny-ViT", str(path))
+
+
+@pytest.mark.parametrize("policy", ["attention", "full", "conv", "prompt", "none"])
+def test_finetune_policies_select_parameters(policy):
+    model, _ = build_clip_model("PixelCLIP-Tiny-ViT", "")
+    names = apply_finetune_policy(model.visual, policy)
+    all_names = [n for n, _ in model.visual.named_parameters()]
+    expected = {
+        "attention": [n for n in all_names if "attn" in n or "position" in n],
+        "full": all_names,
+        "conv": [n for n in all_names if "conv" in n],
+        "prompt": [],
+        "none": [],
+    }[policy]
+    assert names == expected
+    assert {n for n, p in model.visual.named_parameters() if p.requires_grad} == set(expected)
+    if policy == "attention":
+        assert "positional_embedding" in names and any("attn.in_proj_weight" in n for n in names)
+        assert not any("mlp" in n for n in names)
+
+
+def test_unknown_policy_is_rejected():
+    model, _ = build_clip_model("PixelCLIP-Tiny-ViT", "")
+    with pytest.raises(ValueError, match="CLIP_FINETUNE"):
+        apply_finetune_policy(model.visual, "lora")

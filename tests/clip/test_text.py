@@ -1,0 +1,68 @@
+"""Text encoder, vocabulary classifier (templates, synonyms, cache) and learnable prompts."""
+import torch
+import torch.nn.functional as F
+
+from pixelclip.clip.build import build_clip_model
+from pixelclip.clip.text import LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
+
+
+def _encoder():
+    torch.manual_seed(0)
+    model, tokenizer = build_clip_model("PixelCLIP-Tiny-ViT", "")
+    return model, TextEncoder(model, tokenizer)
+
+
+def test_text_encoder_equals_open_clip():
+    model, enc = _encoder()
+    tokens = enc.tokenize(["a photo of a dog.", "sky"])
+    assert torch.allclose(enc(tokens), model.encode_text(tokens), atol=1e-6)
+    assert not any(p.requires_grad for p in enc.parameters())
+
+
+def test_vocabulary_synonyms_templates_and_cache():
+    model, enc = _encoder()
+    templates = get_templates("imagenet_select")
+    clf = VocabularyClassifier(enc, templates)
+    emb = clf(["dog, puppy", "sky"])
+    assert emb.shape == (2, 32) and torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+    def embed(word):
+        feats = F.normalize(model.encode_text(enc.tokenize([t.format(word) for t in templates])), dim=-1)
+        return F.normalize(feats.mean(0), dim=-1)
+
+    expected_dog = F.normalize((embed("dog") + embed("puppy")) / 2, dim=-1)
+    assert torch.allclose(emb[0], expected_dog, atol=1e-5)
+    assert clf(["dog, puppy", "sky"]) is emb  # cached: not recomputed
+    assert clf(["sky"]) is not emb and len(clf._cache) == 2
+    clf.load_state_dict(clf.state_dict())
+    assert len(clf._cache) == 0  # a weight load invalidates the cache
+
+
+def test_template_ensembles():
+    assert len(get_templates("single")) == 1
+    assert len(get_templates("imagenet")) == 80
+    assert all("{}" in t for t in get_templates("imagenet_select"))
+
+
+def test_prompts_without_training_equal_plain_text_and_get_gradients():
+    model, enc = _encoder()
+    prompts = LearnablePrompts(enc, num_prompts=3, prompt_length=4, template="A photo of a {} in the scene")
+    assert prompts.prompt_tokens.shape == (3, 4, 32)
+    # setting the slots to the embedding of "x" reproduces the plain encoding of the template
+    x_embed = enc.token_embedding(enc.tokenize(["x"]))[0, 1]
+    with torch.no_grad():
+        prompts.prompt_tokens.copy_(x_embed.expand(3, 4, -1))
+    plain = model.encode_text(enc.tokenize(["A photo of a x x x x in the scene"]))
+    out = prompts()
+    assert torch.allclose(out, plain.expand(3, -1), atol=1e-5)
+    out.sum().backward()
+    assert prompts.prompt_tokens.grad is not None and prompts.prompt_tokens.grad.abs().sum() > 0
+    assert all(p.grad is None for p in enc.parameters())
+
+
+def test_prompt_initialisation_is_seeded():
+    _, enc = _encoder()
+    a = LearnablePrompts(enc, 4, 4, init_seed=1).prompt_tokens
+    b = LearnablePrompts(enc, 4, 4, init_seed=1).prompt_tokens
+    c = LearnablePrompts(enc, 4, 4, init_seed=2).prompt_tokens
+    assert torch.equal(a, b) and not torch.equal(a, c)

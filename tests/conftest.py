@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny PixelCLIP configs built on CPU, no network."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a download in tests
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+
+import pixelclip  # noqa: E402,F401
+from pixelclip import add_pixelclip_config  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def make_tiny_cfg(model_name: str = "PixelCLIP-Tiny-ViT", **overrides):
+    """A PixelCLIP config with a tiny random CLIP, small resolutions and K = 8, on CPU."""
+    cfg = get_cfg()
+    add_pixelclip_config(cfg)
+    cfg.MODEL.DEVICE = "cpu"
+    p = cfg.MODEL.PIXELCLIP
+    p.CLIP_MODEL_NAME = model_name
+    p.CLIP_PRETRAINED = ""
+    p.CLIP_RESOLUTION = (64, 64)
+    p.NUM_PROMPTS = 8
+    p.MASK_RESOLUTION = 32
+    p.TEST.TEMPLATES = "single"
+    p.TEST.FEATURE_RESOLUTION = 16
+    cfg.DATASETS.TRAIN = ()
+    cfg.DATASETS.TEST = ()
+    for key, value in overrides.items():
+        node = cfg
+        *path, last = key.split(".")
+        for part in path:
+            node = getattr(node, part)
+        setattr(node, last, value)
+    return cfg
+
+
+@pytest.fixture
+def tiny_cfg():
+    return make_tiny_cfg()

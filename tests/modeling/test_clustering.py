@@ -1,0 +1,101 @@
+"""Sinkhorn balance (also across processes), mask pooling and cluster targets."""
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from pixelclip.modeling.clustering import cluster_targets, pool_mask_features, resize_masks, sinkhorn
+
+
+def test_sinkhorn_rows_sum_to_one_and_clusters_are_balanced():
+    torch.manual_seed(0)
+    logits = torch.randn(600, 16) * 2
+    q = sinkhorn(logits, num_iters=3)
+    assert torch.allclose(q.sum(1), torch.ones(600), atol=1e-3)  # each mask: mass 1
+    assert torch.allclose(q.sum(0) / 600, torch.full((16,), 1 / 16), atol=1e-3)  # each cluster: 1/K
+
+
+def test_sinkhorn_survives_large_logit_scale():
+    torch.manual_seed(0)
+    q = sinkhorn(100 * F.normalize(torch.randn(50, 64), dim=-1), num_iters=3)
+    assert torch.isfinite(q).all() and torch.allclose(q.sum(1), torch.ones(50), atol=1e-4)
+    assert sinkhorn(torch.zeros(0, 8)).shape == (0, 8)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world, port, logits, out):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        part = logits.chunk(world)[rank]
+        out[rank] = sinkhorn(part, num_iters=3)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sinkhorn_two_gloo_processes_equal_one_process():
+    torch.manual_seed(0)
+    logits = torch.randn(40, 8) * 3
+    manager = mp.Manager()
+    out = manager.dict()
+    mp.spawn(_worker, args=(2, _free_port(), logits, out), nprocs=2, join=True)
+    split = torch.cat([out[0], out[1]])
+    single = sinkhorn(logits, num_iters=3)
+    assert torch.allclose(split, single, atol=1e-6)
+    assert torch.equal(split.argmax(1), single.argmax(1))
+
+
+def test_pool_mask_features_is_masked_mean():
+    feats = torch.arange(2 * 4 * 4, dtype=torch.float32).view(2, 4, 4)
+    masks = torch.zeros(1, 4, 4, dtype=torch.bool)
+    masks[0, :2, :2] = True
+    pooled = pool_mask_features(feats, masks)
+    assert torch.allclose(pooled[0], feats[:, :2, :2].reshape(2, -1).mean(1))
+
+
+def test_resize_masks_drops_vanishing_and_keeps_largest():
+    masks = torch.zeros(4, 64, 64, dtype=torch.bool)
+    masks[0, :32] = True  # large
+    masks[1, 0, 0] = True  # vanishes at 8×8
+    masks[2, :16, :16] = True  # medium
+    masks[3, 40:, 40:] = True  # 24×24 -> 3×3 at 8×8
+    small = resize_masks(masks, 8, max_masks=2)
+    assert small.shape == (2, 8, 8)
+    assert small[0].sum() == 32 and small[1].sum() == 9  # largest two, largest first
+    assert resize_masks(masks[:0], 8, 2).shape == (0, 8, 8)
+
+
+def test_cluster_targets_are_unions_of_assigned_masks():
+    # two prompts; the features left of column 4 point to prompt 0, right of it to prompt 1
+    c, r = 2, 8
+    feats = torch.zeros(1, c, r, r)
+    feats[0, 0, :, :4] = 1.0
+    feats[0, 1, :, 4:] = 1.0
+    prompts = torch.eye(2)
+    masks = torch.zeros(3, r, r, dtype=torch.bool)
+    masks[0, :4, :4] = True  # left -> prompt 0
+    masks[1, 4:, :4] = True  # left -> prompt 0
+    masks[2, :, 4:] = True  # right -> prompt 1
+    targets, valid, assignment = cluster_targets(feats, [masks], prompts, eps=100.0, num_iters=3)
+    assert assignment.tolist() == [0, 0, 1]
+    assert torch.equal(targets[0, 0].bool(), masks[0] | masks[1])
+    assert torch.equal(targets[0, 1].bool(), masks[2])
+    assert valid.all()
+
+
+def test_image_without_masks_is_skipped():
+    feats = torch.randn(2, 4, 4, 4)
+    masks = [torch.zeros(0, 8, 8, dtype=torch.bool), torch.ones(1, 8, 8, dtype=torch.bool)]
+    targets, valid, assignment = cluster_targets(feats, masks, torch.randn(3, 4))
+    assert targets[0].sum() == 0 and not valid[0].any()
+    assert valid[1].all() and len(assignment) == 1
+    targets, valid, assignment = cluster_targets(feats, [masks[0], masks[0]], torch.randn(3, 4))
+    assert targets.sum() == 0 and len(assignment) == 0

@@ -1,0 +1,103 @@
+"""The PixelCLIP meta-architecture: learning on a fixed tiny batch, what trains, and inference."""
+import pytest
+import torch
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Instances
+
+from pixelclip.solver import build_optimizer
+from tests.conftest import make_tiny_cfg
+
+
+def _batch(n=2, size=64, seed=0):
+    """Images made of 4 coloured quadrants (with noise), each quadrant one unlabeled mask."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        image = torch.zeros(3, size, size)
+        masks = torch.zeros(4, size, size, dtype=torch.bool)
+        h = size // 2
+        for q, (y, x) in enumerate([(0, 0), (0, h), (h, 0), (h, h)]):
+            image[:, y:y + h, x:x + h] = torch.rand(3, 1, 1, generator=g) * 255
+            masks[q, y:y + h, x:x + h] = True
+        image = (image + torch.randn(3, size, size, generator=g) * 10).clamp(0, 255).to(torch.uint8)
+        inst = Instances((size, size))
+        inst.gt_masks = BitMasks(masks)
+        out.append({"image": image, "image_strong": image, "instances": inst})
+    return out
+
+
+def test_thirty_steps_lower_the_loss_and_move_the_right_weights():
+    torch.manual_seed(0)
+    cfg = make_tiny_cfg()
+    cfg.SOLVER.BASE_LR = 2e-3
+    model = build_model(cfg).train()
+    optimizer = build_optimizer(cfg, model)
+    batch = _batch()
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    teacher_start = {n: p.detach().clone() for n, p in model.teacher.named_parameters()}
+    losses = []
+    for _ in range(30):
+        loss = model(batch)["loss_masks"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0], losses
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, start[n])}
+    assert "prompts.prompt_tokens" in moved
+    assert any(n.startswith("decoder.") for n in moved)
+    assert "backbone.clip_model.visual.positional_embedding" in moved
+    assert any("visual.transformer.resblocks.1.attn.in_proj_weight" in n for n in moved)
+    # frozen: text encoder, and image-encoder weights outside the 'attention' policy
+    assert not any(n.startswith("backbone.clip_model.") and not n.startswith("backbone.clip_model.visual.") for n in moved)
+    assert not any("mlp" in n and "visual" in n for n in moved)
+    assert not any("token_embedding" in n or "ln_final" in n for n in moved)
+    # the teacher moved towards the student, only where the student trains
+    teacher_moved = {n for n, p in model.teacher.named_parameters() if not torch.equal(p, teacher_start[n])}
+    assert "encoder.positional_embedding" in teacher_moved
+    assert not any("mlp" in n for n in teacher_moved)
+
+
+def test_no_momentum_and_frozen_prompts_ablations_run():
+    cfg = make_tiny_cfg()
+    cfg.MODEL.PIXELCLIP.USE_MOMENTUM = False
+    cfg.MODEL.PIXELCLIP.LEARN_PROMPTS = False
+    model = build_model(cfg).train()
+    assert model.teacher is None and not model.prompts.prompt_tokens.requires_grad
+    loss = model(_batch())["loss_masks"]
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_batch_without_masks_gives_zero_loss():
+    model = build_model(make_tiny_cfg()).train()
+    batch = _batch()
+    for x in batch:
+        x["instances"] = Instances((64, 64))
+    loss = model(batch)["loss_masks"]
+    loss.backward()
+    assert loss.item() == 0.0
+
+
+@pytest.mark.parametrize("mode,flip", [("whole", False), ("whole", True), ("slide", False)])
+def test_inference_batch_of_any_size(mode, flip):
+    cfg = make_tiny_cfg()
+    cfg.MODEL.PIXELCLIP.TEST.MODE = mode
+    cfg.MODEL.PIXELCLIP.TEST.FLIP = flip
+    model = build_model(cfg).eval()
+    model.set_vocabulary(["sky", "grass, lawn", "dog"])
+    inputs = [
+        {"image": torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8), "height": 80, "width": 120},
+        {"image": torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8), "height": 64, "width": 64},
+        {"image": torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8), "height": 80, "width": 120},
+    ]
+    outputs = model(inputs)
+    assert [tuple(o["sem_seg"].shape) for o in outputs] == [(3, 80, 120), (3, 64, 64), (3, 80, 120)]
+    single = model(inputs[1:2])[0]["sem_seg"]
+    assert torch.allclose(single, outputs[1]["sem_seg"], atol=1e-5)
+
+
+def test_inference_without_vocabulary_is_a_clear_error():
+    model = build_model(make_tiny_cfg()).eval()
+    with pytest.raises(RuntimeError, match="no vocabulary"):
+        model([{"image": torch.zeros(3, 64, 64, dtype=torch.uint8)}])
