@@ -280,13 +280,17 @@ class PixelCLIP(nn.Module):
 
 def resize_logits(logits: List[torch.Tensor], sizes: List[Tuple[int, int]]) -> List[torch.Tensor]:
     """Bilinearly resize K×h×w logit maps to their images' sizes, one batched call per distinct
-    (input size, output size) pair. Returns K×H×W maps in input order."""
+    (input size, output size) pair. Returns K×H×W maps in input order.
+
+    The maps are resized in channels-last memory (H×W×K in memory): the CPU kernel is about twice as
+    fast, and the per-pixel arg-max over K that evaluators take then reads contiguous memory."""
     out: List[Optional[torch.Tensor]] = [None] * len(logits)
     groups: Dict[tuple, List[int]] = {}
     for i, (lg, size) in enumerate(zip(logits, sizes)):
         groups.setdefault((tuple(lg.shape[-2:]), tuple(int(s) for s in size)), []).append(i)
     for (_, size), idx in groups.items():
-        resized = F.interpolate(torch.stack([logits[i] for i in idx]), size=size, mode="bilinear", align_corners=False)
+        stacked = torch.stack([logits[i] for i in idx]).contiguous(memory_format=torch.channels_last)
+        resized = F.interpolate(stacked, size=size, mode="bilinear", align_corners=False)
         for j, i in enumerate(idx):
             out[i] = resized[j]
     return out

@@ -1,0 +1,237 @@
+"""Semantic-segmentation evaluation: Detectron2's ``SemSegEvaluator`` with a label reader that is
+numpy-2-safe and reads 8-bit / 16-bit PNG and TIFF label files, and a summary table over benchmarks.
+
+The metrics are D2's (http://cocodataset.org/#stuff-eval): mIoU, fwIoU, mACC and pACC over the
+classes present in the ground truth, in percent.
+"""
+import json
+import logging
+import math
+import os
+import tempfile
+from typing import Dict, Mapping, Optional, Tuple
+
+import numpy as np
+from detectron2.data import MetadataCatalog
+from detectron2.evaluation import SemSegEvaluator
+from detectron2.utils.file_io import PathManager
+from PIL import Image, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_METRICS = ("mIoU", "fwIoU", "mACC", "pACC")
+# PIL modes of single-channel class-id maps: 8-bit gray / palette indices, 16-bit, 32-bit integer.
+_LABEL_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def read_label_file(path: str, dtype=np.int64) -> np.ndarray:
+    """Read a single-channel class-id map (8-bit or 16-bit PNG / TIFF; palette PNGs give indices).
+
+    Returns:
+        H×W array of ``dtype``. Raises ``FileNotFoundError`` / ``ValueError`` naming the file when
+        it is missing, unreadable, or not a single-channel label map.
+    """
+    try:
+        with PathManager.open(path, "rb") as f, Image.open(f) as img:
+            img.load()
+            mode = img.mode
+            if mode not in _LABEL_MODES:
+                raise ValueError(
+                    f"label file {path} has image mode {mode!r}; expected a single-channel "
+                    "class-id map (8-bit or 16-bit). Colour-coded labels must be converted first "
+                    "(datasets/prepare_*.py)"
+                )
+            array = np.array(img)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"label file not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as e:
+        raise ValueError(f"label file {path} is corrupt or not an image ({e})") from None
+    if array.ndim != 2:
+        raise ValueError(f"label file {path} has shape {array.shape}; expected H×W")
+    return array.astype(dtype)
+
+
+class SemSegLabelLoader:
+    """``sem_seg_loading_fn`` for ``SemSegEvaluator``: reads a label file and checks it against
+    the dataset (image size, class ids below ``num_classes`` or equal to ``ignore_label``)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_label: int,
+        expected_sizes: Optional[Mapping[str, Tuple[int, int]]] = None,
+    ):
+        """
+        Args:
+            num_classes: K, the number of classes of the dataset.
+            ignore_label: the label id that is not evaluated.
+            expected_sizes: label file -> (height, width) of its image, from the dataset dicts.
+        """
+        self.num_classes = num_classes
+        self.ignore_label = ignore_label
+        self.expected_sizes = dict(expected_sizes or {})
+
+    def __call__(self, filename: str, dtype=int) -> np.ndarray:
+        label = read_label_file(filename, dtype=np.int64)
+        expected = self.expected_sizes.get(filename)
+        if expected is not None and label.shape != tuple(expected):
+            raise ValueError(
+                f"label file {filename} is {label.shape[0]}×{label.shape[1]} (H×W) but its image is "
+                f"{expected[0]}×{expected[1]}"
+            )
+        bad = (label != self.ignore_label) & ((label < 0) | (label >= self.num_classes))
+        if bad.any():
+            values = np.unique(label[bad])[:5].tolist()
+            raise ValueError(
+                f"label file {filename} holds class ids {values} outside 0..{self.num_classes - 1} "
+                f"(ignore_label {self.ignore_label}); was it made by the dataset's "
+                "datasets/prepare_*.py script?"
+            )
+        return label.astype(dtype)
+
+
+class PixelCLIPSemSegEvaluator(SemSegEvaluator):
+    """``SemSegEvaluator`` whose ``process`` is numpy-2-safe (no ``np.array(tensor)``) and checks
+    each prediction (K×H×W logits, K = len(stuff_classes), H×W = the input's height×width), so a
+    wrong vocabulary or size fails with a clear error. Metrics are D2's ``evaluate()``."""
+
+    def _check(self, inp: Dict, sem_seg) -> None:
+        if sem_seg.dim() != 3 or sem_seg.shape[0] != self._num_classes:
+            raise ValueError(
+                f"prediction for {inp['file_name']} has shape {tuple(sem_seg.shape)}; dataset "
+                f"{self._dataset_name} needs K×H×W logits with K = {self._num_classes} "
+                "(its stuff_classes). Evaluate with the dataset's vocabulary."
+            )
+        if "height" in inp and "width" in inp:
+            if tuple(sem_seg.shape[-2:]) != (inp["height"], inp["width"]):
+                raise ValueError(
+                    f"prediction for {inp['file_name']} is {tuple(sem_seg.shape[-2:])} (H×W) but "
+                    f"the image is {(inp['height'], inp['width'])}"
+                )
+        if inp["file_name"] not in self.input_file_to_gt_file:
+            raise KeyError(f"image {inp['file_name']} is not part of dataset {self._dataset_name}")
+
+    def process(self, inputs, outputs):
+        """Accumulate the (K+1)×(K+1) confusion matrix (rows: prediction, columns: ground truth;
+        the last column collects ignored pixels) of each image.
+
+        Args:
+            inputs: dataset dicts with ``file_name`` (and ``height``, ``width``).
+            outputs: dicts with ``sem_seg``: K×H×W logits.
+        """
+        n = self._num_classes + 1
+        for inp, out in zip(inputs, outputs):
+            self._check(inp, out["sem_seg"])
+            pred = out["sem_seg"].argmax(dim=0).to(self._cpu_device).numpy().astype(np.int64)
+            gt_file = self.input_file_to_gt_file[inp["file_name"]]
+            gt = self.sem_seg_loading_fn(gt_file, dtype=int)
+            if gt.shape != pred.shape:
+                raise ValueError(
+                    f"label file {gt_file} is {gt.shape[0]}×{gt.shape[1]} (H×W) but its image is "
+                    f"{pred.shape[0]}×{pred.shape[1]}"
+                )
+            gt[gt == self._ignore_label] = self._num_classes
+            self._conf_matrix += np.bincount(
+                n * pred.reshape(-1) + gt.reshape(-1), minlength=n * n
+            ).reshape(n, n)
+            if self._compute_boundary_iou:
+                b_gt = self._mask_to_boundary(gt.astype(np.uint8))
+                b_pred = self._mask_to_boundary(pred.astype(np.uint8))
+                self._b_conf_matrix += np.bincount(
+                    n * b_pred.reshape(-1) + b_gt.reshape(-1), minlength=n * n
+                ).reshape(n, n)
+            self._predictions.extend(self.encode_json_sem_seg(pred, inp["file_name"]))
+
+
+def build_sem_seg_evaluator(
+    cfg, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True
+) -> SemSegEvaluator:
+    """A ``SemSegEvaluator`` for a registered semantic-segmentation dataset.
+
+    Args:
+        cfg: the config (unused for now; kept for the ``build_evaluator`` signature).
+        dataset_name: a dataset with ``stuff_classes`` and ``ignore_label`` metadata whose dicts
+            have ``file_name`` and ``sem_seg_file_name``. Each label file must have the size of the
+            prediction (the input's ``height``×``width``).
+        output_dir: where D2 writes ``sem_seg_predictions.json`` and ``sem_seg_evaluation.pth``.
+        distributed: gather the confusion matrices of all ranks.
+    """
+    del cfg
+    meta = MetadataCatalog.get(dataset_name)
+    classes = meta.get("stuff_classes", None)
+    ignore_label = meta.get("ignore_label", None)
+    if not classes or ignore_label is None:
+        raise ValueError(
+            f"dataset {dataset_name!r} lacks stuff_classes or ignore_label metadata; it is not a "
+            "registered semantic-segmentation dataset"
+        )
+    loader = SemSegLabelLoader(len(classes), ignore_label)
+    return PixelCLIPSemSegEvaluator(
+        dataset_name, distributed=distributed, output_dir=output_dir, sem_seg_loading_fn=loader
+    )
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _metric(value) -> Optional[float]:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def summarize_results(results: Mapping[str, Mapping]) -> Dict[str, Dict[str, Optional[float]]]:
+    """dataset -> {mIoU, fwIoU, mACC, pACC} (None where missing or not finite). Each value of
+    ``results`` is either the metrics dict or D2's ``{"sem_seg": metrics}``."""
+    summary = {}
+    for name, metrics in results.items():
+        if isinstance(metrics.get("sem_seg"), Mapping):
+            metrics = metrics["sem_seg"]
+        summary[name] = {k: _metric(metrics.get(k)) for k in SUMMARY_METRICS}
+    return summary
+
+
+def format_summary_table(summary: Mapping[str, Mapping[str, Optional[float]]]) -> str:
+    """A Markdown table: one row per dataset, one column per metric of :data:`SUMMARY_METRICS`."""
+    width = max(len("Dataset"), *(len(name) for name in summary))
+    header = f"| {'Dataset'.ljust(width)} | " + " | ".join(f"{m:>6}" for m in SUMMARY_METRICS) + " |"
+    rule = f"|{'-' * (width + 2)}|" + "|".join("-" * 7 + ":" for _ in SUMMARY_METRICS) + "|"
+    rows = [header, rule]
+    for name, metrics in summary.items():
+        cells = ["     -" if metrics[m] is None else f"{metrics[m]:6.2f}" for m in SUMMARY_METRICS]
+        rows.append(f"| {name.ljust(width)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def write_summary(results: Mapping[str, Mapping], output_dir: str) -> str:
+    """Log one table of mIoU / fwIoU / mACC / pACC per dataset and save it as ``summary.json`` and
+    ``summary.md`` in ``output_dir`` (atomic writes).
+
+    Args:
+        results: dataset name -> metrics (D2's ``SemSegEvaluator.evaluate()["sem_seg"]``, or the
+            whole ``{"sem_seg": ...}`` dict).
+
+    Returns:
+        the Markdown table.
+    """
+    if not results:
+        raise ValueError("write_summary: no results to summarize")
+    summary = summarize_results(results)
+    table = format_summary_table(summary)
+    _atomic_write_text(os.path.join(output_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    _atomic_write_text(os.path.join(output_dir, "summary.md"), table)
+    logger.info("Semantic segmentation results (%%):\n%s", table)
+    return table

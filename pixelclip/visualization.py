@@ -1,0 +1,63 @@
+"""Pictures of predictions: colour overlays with a legend, raw label maps, side-by-side panels."""
+import os
+from typing import List, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def class_colors(num_classes: int, seed: int = 0) -> np.ndarray:
+    """A fixed, well-spread RGB colour per class: num_classes×3 uint8."""
+    rng = np.random.default_rng(seed)
+    hues = (np.arange(num_classes) * 0.61803398875) % 1.0
+    hsv = np.stack([hues, 0.55 + 0.45 * rng.random(num_classes), 0.6 + 0.4 * rng.random(num_classes)], axis=1)
+    return (matplotlib.colors.hsv_to_rgb(hsv) * 255).astype(np.uint8)
+
+
+def colorize(labels: np.ndarray, colors: np.ndarray, ignore_label: Optional[int] = None) -> np.ndarray:
+    """H×W class ids -> H×W×3 uint8 (ignored / out-of-range pixels black)."""
+    out = np.zeros(labels.shape + (3,), dtype=np.uint8)
+    valid = (labels >= 0) & (labels < len(colors))
+    if ignore_label is not None:
+        valid &= labels != ignore_label
+    out[valid] = colors[labels[valid]]
+    return out
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, colors: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Blend an H×W×3 uint8 RGB image with the colours of H×W labels."""
+    return (image * (1 - alpha) + colorize(labels, colors) * alpha).astype(np.uint8)
+
+
+def save_label_png(path: str, labels: np.ndarray) -> None:
+    """Raw class ids as an 8-bit PNG, or 16-bit when ids exceed 255 (atomic write)."""
+    dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
+    tmp = path + ".tmp.png"
+    Image.fromarray(labels.astype(dtype)).save(tmp)
+    os.replace(tmp, path)
+
+
+def save_panels(path: str, panels: Sequence[np.ndarray], titles: Sequence[str], class_names: Sequence[str],
+                colors: np.ndarray, present: Optional[List[int]] = None, dpi: int = 100) -> None:
+    """Images side by side with a legend of ``class_names`` (only ``present`` ids if given); atomic."""
+    ids = list(range(len(class_names))) if present is None else sorted(present)
+    height, width = panels[0].shape[:2]
+    scale = max(1.0, 256 / max(height, 1))
+    fig_w = len(panels) * width * scale / dpi + 2.2
+    fig, axes = plt.subplots(1, len(panels), figsize=(fig_w, height * scale / dpi + 0.6), dpi=dpi, squeeze=False)
+    for ax, panel, title in zip(axes[0], panels, titles):
+        ax.imshow(panel, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    handles = [Patch(color=colors[i] / 255.0, label=class_names[i]) for i in ids]
+    fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
+    fig.subplots_adjust(left=0.01, right=1 - 2.0 / fig_w, top=0.88, bottom=0.02, wspace=0.03)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)

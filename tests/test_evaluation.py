@@ -1,0 +1,155 @@
+"""pixelclip.evaluation: label reading (8/16-bit PNG, TIFF, palette), clear errors, the evaluator's
+checks, and the summary table."""
+import json
+import logging
+import math
+import uuid
+
+import numpy as np
+import pytest
+import torch
+from detectron2.data import DatasetCatalog
+from fixtures.benchmarks import make_ade20k_150_miniature, one_hot_logits
+from PIL import Image
+
+from pixelclip.evaluation import (
+    SemSegLabelLoader,
+    build_sem_seg_evaluator,
+    read_label_file,
+    write_summary,
+)
+
+
+@pytest.mark.parametrize(
+    "suffix,dtype,values",
+    [(".png", np.uint8, [0, 7, 255]), (".png", np.uint16, [0, 300, 65535]),
+     (".tif", np.uint16, [0, 846, 65535])],
+)
+def test_read_label_file_roundtrips(tmp_path, suffix, dtype, values):
+    labels = np.array(values * 8, dtype=dtype).reshape(4, 6)
+    path = tmp_path / f"label{suffix}"
+    Image.fromarray(labels).save(path)
+    out = read_label_file(str(path))
+    assert out.dtype == np.int64 and out.shape == (4, 6)
+    np.testing.assert_array_equal(out, labels.astype(np.int64))
+
+
+def test_read_label_file_gives_palette_indices(tmp_path):
+    labels = np.array([[0, 1, 20], [255, 15, 0]], dtype=np.uint8)
+    img = Image.fromarray(labels)
+    img.putpalette([(i * 37) % 256 for i in range(768)])
+    img.save(tmp_path / "voc.png")
+    np.testing.assert_array_equal(read_label_file(str(tmp_path / "voc.png")), labels)
+
+
+def test_read_label_file_errors_name_the_file(tmp_path):
+    missing = tmp_path / "missing.png"
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        read_label_file(str(missing))
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match="corrupt.png"):
+        read_label_file(str(corrupt))
+    good = tmp_path / "good.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:-60])
+    with pytest.raises(ValueError, match="truncated.png"):
+        read_label_file(str(truncated))
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(rgb)
+    with pytest.raises(ValueError, match="rgb.png.*'RGB'"):
+        read_label_file(str(rgb))
+
+
+def test_label_loader_checks_size_and_class_ids(tmp_path):
+    path = tmp_path / "l.png"
+    Image.fromarray(np.array([[0, 1], [2, 255]], dtype=np.uint8)).save(path)
+    loader = SemSegLabelLoader(3, 255, {str(path): (2, 2)})
+    assert loader(str(path), dtype=int).tolist() == [[0, 1], [2, 255]]
+    with pytest.raises(ValueError, match=r"l.png is 2×2 .* image is 3×2"):
+        SemSegLabelLoader(3, 255, {str(path): (3, 2)})(str(path))
+    with pytest.raises(ValueError, match=r"l.png holds class ids \[2\] outside 0..1"):
+        SemSegLabelLoader(2, 255)(str(path))
+
+
+def _mini(tmp_path):
+    mini = make_ade20k_150_miniature(tmp_path)
+    name = mini.register(f"test_eval_{uuid.uuid4().hex[:8]}")
+    return mini, name, DatasetCatalog.get(name)
+
+
+def test_evaluator_rejects_wrong_vocabulary_and_size(tmp_path):
+    mini, name, dicts = _mini(tmp_path)
+    evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / "eval"))
+    evaluator.reset()
+    h, w = mini.labels[0].shape
+    with pytest.raises(ValueError, match="K = 150"):
+        evaluator.process([dicts[0]], [{"sem_seg": torch.zeros(10, h, w)}])
+    with pytest.raises(ValueError, match=r"is \(24, 30\) \(H×W\) but the image is \(24, 32\)"):
+        evaluator.process([dicts[0]], [{"sem_seg": torch.zeros(150, h, 30)}])
+    with pytest.raises(KeyError, match="not part of dataset"):
+        evaluator.process([{"file_name": "elsewhere.jpg"}], [{"sem_seg": torch.zeros(150, h, w)}])
+
+
+def test_evaluator_reports_a_label_of_the_wrong_size(tmp_path):
+    mini, name, dicts = _mini(tmp_path)
+    Image.fromarray(np.zeros((5, 5), dtype=np.uint8)).save(mini.label_files[0])
+    evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / "eval"))
+    evaluator.reset()
+    logits = one_hot_logits(mini.labels[0], 150, 255)
+    with pytest.raises(ValueError, match=f"{mini.label_files[0].name} is 5×5"):
+        evaluator.process([dicts[0]], [{"sem_seg": logits}])
+
+
+def test_build_evaluator_needs_a_sem_seg_dataset():
+    name = f"test_no_meta_{uuid.uuid4().hex[:8]}"
+    DatasetCatalog.register(name, lambda: [])
+    with pytest.raises(ValueError, match="stuff_classes"):
+        build_sem_seg_evaluator(None, name, None)
+
+
+def test_write_summary_writes_json_and_markdown(tmp_path, caplog):
+    results = {
+        "ade20k_150_test_sem_seg": {"sem_seg": {"mIoU": 20.5, "fwIoU": 50.0, "mACC": 30.25,
+                                                "pACC": 70.0, "IoU-wall": 60.0}},
+        "context_59_test_sem_seg": {"mIoU": 41.0, "fwIoU": float("nan"), "mACC": 55.5, "pACC": 80.125},
+    }
+    out = tmp_path / "out"
+    logger = logging.getLogger("pixelclip.evaluation")
+    logger.addHandler(caplog.handler)  # D2's setup_logger may stop propagation elsewhere
+    caplog.set_level(logging.INFO)
+    try:
+        table = write_summary(results, str(out))
+    finally:
+        logger.removeHandler(caplog.handler)
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary) == list(results)
+    assert summary["ade20k_150_test_sem_seg"] == {"mIoU": 20.5, "fwIoU": 50.0, "mACC": 30.25, "pACC": 70.0}
+    assert summary["context_59_test_sem_seg"]["fwIoU"] is None
+    assert (out / "summary.md").read_text() == table
+    lines = table.strip().splitlines()
+    header = [" Dataset                 ", "   mIoU ", "  fwIoU ", "   mACC ", "   pACC "]
+    assert lines[0].split("|")[1:-1] == header
+    assert len(lines) == 4 and "20.50" in lines[2] and "30.25" in lines[2]
+    assert lines[3].split("|")[2:6] == ["  41.00 ", "      - ", "  55.50 ", "  80.12 "]
+    assert table in caplog.text
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "summary.md"]  # no temp files
+    # a second call replaces the files
+    write_summary({"voc_2012_test_sem_seg": {"mIoU": 90.0}}, str(out))
+    again = json.loads((out / "summary.json").read_text())
+    assert list(again) == ["voc_2012_test_sem_seg"] and again["voc_2012_test_sem_seg"]["pACC"] is None
+    with pytest.raises(ValueError, match="no results"):
+        write_summary({}, str(out))
+
+
+def test_summary_values_round_trip_through_the_evaluator(tmp_path):
+    mini, name, dicts = _mini(tmp_path)
+    evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / "eval"))
+    evaluator.reset()
+    for d, gt in zip(dicts, mini.labels):
+        evaluator.process([d], [{"sem_seg": one_hot_logits(gt, 150, 255)}])
+    result = evaluator.evaluate()
+    write_summary({name: result}, str(tmp_path))
+    summary = json.loads((tmp_path / "summary.json").read_text())[name]
+    assert all(math.isclose(v, 100.0) for v in summary.values())

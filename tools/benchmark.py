@@ -1,0 +1,256 @@
+#!/usr/bin/env python
+"""Speed and memory of PixelCLIP at the paper's settings, printed as tables (random weights).
+
+    python tools/benchmark.py                          # CPU: train step, inference, --eval-only path
+    python tools/benchmark.py --device cuda --train-batch 48
+    python tools/benchmark.py --tasks eval --eval-images 16 --test-batch 4
+
+Tasks:
+  train  one training step (ViT-B/16, 320² CLIP input, 640² crops, K = 64, 64 masks per image)
+  infer  inference on 640×853 images (whole-image mode, 150 classes)
+  eval   the end-to-end ``--eval-only`` path (data loader, model, SemSegEvaluator) on a generated
+         ADE20K-150-layout folder, next to the dense backbone alone on the same images
+Peak memory: CUDA's max allocated memory, or the growth of resident memory (RSS) on CPU.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Dict, List
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.data import DatasetCatalog  # noqa: E402
+from detectron2.evaluation import inference_on_dataset  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from detectron2.structures import BitMasks, Instances  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+from PIL import Image  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+import pixelclip  # noqa: E402,F401
+from pixelclip import add_pixelclip_config  # noqa: E402
+from pixelclip.data.datasets.ade20k import register_ade20k_150  # noqa: E402
+from pixelclip.data.test_mapper import SemanticTestMapper  # noqa: E402
+from pixelclip.solver import build_optimizer  # noqa: E402
+from pixelclip.trainer import Trainer  # noqa: E402
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA max allocated, or RSS growth sampled every 5 ms on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_mb = 0.0
+
+    @staticmethod
+    def _rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self._max = max(self._max, self._rss_mb())
+            time.sleep(0.005)
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        else:
+            self._start = self._max = self._rss_mb()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._start) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = self._max - self._start
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], None], device: torch.device, iters: int, warmup: int = 1) -> float:
+    """Seconds per call of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / iters
+
+
+def make_cfg(args) -> "CfgNode":  # noqa: F821
+    cfg = get_cfg()
+    add_pixelclip_config(cfg)
+    cfg.MODEL.DEVICE = args.device
+    cfg.MODEL.PIXELCLIP.CLIP_MODEL_NAME = args.model
+    cfg.MODEL.PIXELCLIP.CLIP_PRETRAINED = ""  # random weights: timing only
+    cfg.MODEL.PIXELCLIP.CLIP_RESOLUTION = (args.clip_resolution, args.clip_resolution)
+    cfg.MODEL.PIXELCLIP.TEST.TEMPLATES = "single"
+    cfg.MODEL.PIXELCLIP.TEST.AUTOCAST = args.autocast
+    cfg.DATASETS.TEST = ()
+    cfg.TEST.IMS_PER_BATCH = args.test_batch
+    cfg.DATALOADER.NUM_WORKERS = args.workers
+    return cfg
+
+
+def train_inputs(batch: int, crop: int, num_masks: int, device) -> List[Dict]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(batch):
+        masks = torch.zeros(num_masks, crop, crop, dtype=torch.bool)
+        cells = int(np.ceil(np.sqrt(num_masks)))
+        step = crop // cells
+        for j in range(num_masks):
+            y, x = divmod(j, cells)
+            masks[j, y * step:(y + 1) * step, x * step:(x + 1) * step] = True
+        inst = Instances((crop, crop))
+        inst.gt_masks = BitMasks(masks)
+        image = torch.randint(0, 256, (3, crop, crop), dtype=torch.uint8, generator=g)
+        out.append({"image": image, "image_strong": image, "instances": inst})
+    return out
+
+
+def bench_train(args, cfg, device) -> List:
+    model = build_model(cfg).train()
+    optimizer = build_optimizer(cfg, model)
+    inputs = train_inputs(args.train_batch, args.crop, args.num_masks, device)
+
+    def step():
+        loss = model(inputs)["loss_masks"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    with PeakMemory(device) as mem:
+        seconds = timed(step, device, args.iters)
+    return [["train step", args.train_batch, f"{seconds:.3f}", f"{args.train_batch / seconds:.2f}", f"{mem.peak_mb:.0f}"]]
+
+
+def bench_infer(args, cfg, device) -> List:
+    model = build_model(cfg).eval()
+    model.set_vocabulary([f"class {i}" for i in range(args.num_classes)])
+    g = torch.Generator().manual_seed(0)
+    inputs = [{"image": torch.randint(0, 256, (3, 640, 853), dtype=torch.uint8, generator=g), "height": 640,
+               "width": 853} for _ in range(args.test_batch)]
+    with torch.no_grad(), PeakMemory(device) as mem:
+        seconds = timed(lambda: model(inputs), device, args.iters)
+    return [["inference", args.test_batch, f"{seconds:.3f}", f"{args.test_batch / seconds:.2f}", f"{mem.peak_mb:.0f}"]]
+
+
+def write_ade_layout(root: str, num_images: int, num_classes: int, size=(512, 683)) -> None:
+    """``num_images`` random JPEGs and label PNGs in ADEChallengeData2016's prepared layout."""
+    rng = np.random.default_rng(0)
+    base = os.path.join(root, "ADEChallengeData2016")
+    for i in range(num_images):
+        stem = f"ADE_val_{i + 1:08d}"
+        img_dir, lbl_dir = os.path.join(base, "images", "validation"), os.path.join(base, "annotations_detectron2", "validation")
+        os.makedirs(img_dir, exist_ok=True)
+        os.makedirs(lbl_dir, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(os.path.join(img_dir, stem + ".jpg"))
+        labels = rng.integers(0, num_classes, (size[0] // 32 + 1, size[1] // 32 + 1)).repeat(32, 0).repeat(32, 1)
+        Image.fromarray(labels[: size[0], : size[1]].astype(np.uint8)).save(os.path.join(lbl_dir, stem + ".png"))
+
+
+def bench_eval(args, cfg, device) -> List:
+    with tempfile.TemporaryDirectory() as root:
+        write_ade_layout(root, args.eval_images, 150)
+        name = "benchmark_ade20k_150"
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+        register_ade20k_150(root, name=name)
+        cfg = cfg.clone()
+        cfg.DATASETS.TEST = (name,)
+        cfg.OUTPUT_DIR = os.path.join(root, "output")
+        model = build_model(cfg).eval()
+        model.set_vocabulary(get_stuff_classes(name))
+        # backbone alone, on the same images as the model sees them (mapped, CLIP-normalised, resized)
+        mapper = SemanticTestMapper(cfg)
+        records = [mapper(d) for d in DatasetCatalog.get(name)]
+        batches = [records[i:i + args.test_batch] for i in range(0, len(records), args.test_batch)]
+        clip_batches = [model._clip_batch([r["image"] for r in b]) for b in batches]
+        with torch.no_grad():
+            model.backbone(clip_batches[0])  # warm-up
+            _sync(device)
+            start = time.perf_counter()
+            for x in clip_batches:
+                model.backbone(x)
+            _sync(device)
+            backbone_s = time.perf_counter() - start
+            model([dict(r) for r in batches[0]])  # warm-up, fills the vocabulary cache
+            loader = Trainer.build_test_loader(cfg, name)
+            evaluator = Trainer.build_evaluator(cfg, name)
+            with PeakMemory(device) as mem:
+                start = time.perf_counter()
+                results = inference_on_dataset(model, loader, evaluator)
+                _sync(device)
+                e2e_s = time.perf_counter() - start
+        n = len(records)
+        assert "sem_seg" in results
+        return [
+            ["dense backbone alone", args.test_batch, f"{backbone_s / n:.3f}", f"{n / backbone_s:.2f}", "-"],
+            ["--eval-only end to end", args.test_batch, f"{e2e_s / n:.3f}", f"{n / e2e_s:.2f}", f"{mem.peak_mb:.0f}"],
+            ["end to end / backbone", "", "", f"{100 * backbone_s / e2e_s:.0f} %", ""],
+        ]
+
+
+def get_stuff_classes(name: str) -> List[str]:
+    from detectron2.data import MetadataCatalog
+
+    return list(MetadataCatalog.get(name).stuff_classes)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--model", default="ViT-B-16", help="open_clip architecture (random weights)")
+    parser.add_argument("--tasks", default="train,infer,eval")
+    parser.add_argument("--clip-resolution", type=int, default=320)
+    parser.add_argument("--crop", type=int, default=640)
+    parser.add_argument("--num-masks", type=int, default=64)
+    parser.add_argument("--train-batch", type=int, default=None, help="default: 48 on CUDA, 4 on CPU")
+    parser.add_argument("--test-batch", type=int, default=4)
+    parser.add_argument("--num-classes", type=int, default=150)
+    parser.add_argument("--eval-images", type=int, default=16)
+    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="data-loader workers of the eval task")
+    parser.add_argument("--autocast", default="", choices=["", "fp16", "bf16"])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.train_batch is None:
+        args.train_batch = 48 if args.device.startswith("cuda") else 4
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    setup_logger(name="pixelclip")
+    device = torch.device(args.device)
+    cfg = make_cfg(args)
+    rows = []
+    tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval}
+    for task in args.tasks.split(","):
+        rows += tasks[task](args, cfg, device)
+    title = (f"PixelCLIP {args.model} | CLIP input {args.clip_resolution}² | crop {args.crop}² | K=64 | "
+             f"{device} | {torch.get_num_threads()} threads | autocast {args.autocast or 'off'}")
+    print(title)
+    print(tabulate(rows, headers=["what", "batch", "s / batch or image", "images / s", "peak MB"], tablefmt="github"))
+
+
+if __name__ == "__main__":
+    main()
