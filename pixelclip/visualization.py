@@ -43,8 +43,10 @@ def save_label_png(path: str, labels: np.ndarray) -> None:
 
 
 def save_panels(path: str, panels: Sequence[np.ndarray], titles: Sequence[str], class_names: Sequence[str],
-                colors: np.ndarray, present: Optional[List[int]] = None, dpi: int = 100) -> None:
-    """Images side by side with a legend of ``class_names`` (only ``present`` ids if given); atomic."""
+                colors: np.ndarray, present: Optional[List[int]] = None, dpi: int = 100) -> List[str]:
+    """Images side by side with a legend of ``class_names`` (only ``present`` ids if given); atomic.
+
+    Returns the legend's entries, in order."""
     ids = list(range(len(class_names))) if present is None else sorted(present)
     height, width = panels[0].shape[:2]
     scale = max(1.0, 256 / max(height, 1))
@@ -61,3 +63,4 @@ def save_panels(path: str, panels: Sequence[np.ndarray], titles: Sequence[str], 
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)
+    return [h.get_label() for h in handles]

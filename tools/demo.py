@@ -32,6 +32,7 @@ from pixelclip.data.test_mapper import SemanticTestMapper  # noqa: E402
 from pixelclip.data.vocabulary import load_vocabulary  # noqa: E402
 from pixelclip.visualization import class_colors, overlay, save_label_png, save_panels  # noqa: E402
 
+MAX_FULL_LEGEND = 40  # longer vocabularies: the legend lists only the classes present in the image
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -90,7 +91,8 @@ def main():
         stem = os.path.splitext(os.path.basename(path))[0]
         save_label_png(os.path.join(args.output, f"{stem}_labels.png"), labels)
         save_panels(os.path.join(args.output, f"{stem}_overlay.png"), [image, overlay(image, labels, colors)],
-                    ["image", "PixelCLIP"], vocabulary, colors, present=np.unique(labels).tolist())
+                    ["image", "PixelCLIP"], vocabulary, colors,
+                    present=None if len(vocabulary) <= MAX_FULL_LEGEND else np.unique(labels).tolist())
     print(f"[demo] wrote overlays and label maps of {len(vocabulary)} classes to {args.output}")
 
 

@@ -1,0 +1,29 @@
+"""Overlays, legends and label PNGs."""
+import numpy as np
+from PIL import Image
+
+from pixelclip.visualization import class_colors, colorize, overlay, save_label_png, save_panels
+
+
+def test_legend_lists_the_vocabulary_and_png_is_written(tmp_path):
+    names = ["sky", "road", "tree, bush"]
+    colors = class_colors(len(names))
+    image = np.full((20, 30, 3), 128, np.uint8)
+    labels = np.zeros((20, 30), np.int64)
+    labels[10:] = 2
+    legend = save_panels(str(tmp_path / "p.png"), [image, overlay(image, labels, colors)], ["image", "pred"], names, colors)
+    assert legend == names
+    assert save_panels(str(tmp_path / "q.png"), [image], ["x"], names, colors, present=[2, 0]) == ["sky", "tree, bush"]
+    assert Image.open(tmp_path / "p.png").size[0] > 30
+
+
+def test_colorize_ignores_and_label_png_depth(tmp_path):
+    colors = class_colors(300)
+    assert len({tuple(c) for c in colors}) > 290
+    labels = np.array([[0, 255], [299, 5]])
+    rgb = colorize(labels, colors, ignore_label=255)
+    assert (rgb[0, 1] == 0).all() and (rgb[1, 0] == colors[299]).all()
+    save_label_png(str(tmp_path / "l.png"), labels)
+    assert np.array_equal(np.array(Image.open(tmp_path / "l.png")), labels)
+    save_label_png(str(tmp_path / "s.png"), np.array([[1, 2]]))
+    assert Image.open(tmp_path / "s.png").mode == "L"
