@@ -1,0 +1,34 @@
+"""SAM: the automatic mask generator's output is SA-1B's schema; checkpoints give clear errors."""
+import numpy as np
+import pytest
+import torch
+
+from pixelclip.data.mask_io import decode_masks, validate_mask_record
+from pixelclip.masks.sam import SamMasker, build_sam
+from tests.masks.tiny_models import TINY_SAM_GENERATOR, tiny_sam
+
+
+def test_tiny_sam_masks_are_valid_sa1b_annotations():
+    masker = SamMasker(tiny_sam(), **TINY_SAM_GENERATOR)
+    image = (np.random.default_rng(0).random((40, 56, 3)) * 255).astype(np.uint8)
+    annotations = masker(image)
+    assert len(annotations) > 0
+    validate_mask_record({"image": {"file_name": "x.png", "height": 40, "width": 56}, "annotations": annotations})
+    masks = decode_masks(annotations)
+    assert masks.shape == (len(annotations), 40, 56)
+    assert [a["area"] for a in annotations] == masks.reshape(len(masks), -1).sum(1).tolist()
+    assert {"predicted_iou", "stability_score", "point_coords", "crop_box"} <= set(annotations[0])
+
+
+def test_missing_checkpoint_says_what_to_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"sam_vit_b_01ec64\.pth .* --sam-checkpoint"):
+        build_sam("vit_b", str(tmp_path / "missing.pth"))
+    with pytest.raises(ValueError, match="must be one of"):
+        build_sam("vit_x", "whatever.pth")
+
+
+def test_checkpoint_of_another_model_is_rejected(tmp_path):
+    path = tmp_path / "tiny.pth"
+    torch.save(tiny_sam().state_dict(), path)
+    with pytest.raises(ValueError, match=r"tiny\.pth' does not fit model type 'vit_b'"):
+        build_sam("vit_b", str(path))

@@ -1,0 +1,110 @@
+"""tools/generate_masks.py as a user runs it: killed mid-run and restarted, shards in parallel
+processes, clear errors for missing weights."""
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from pixelclip.data.mask_io import TEMP_MARKER, read_mask_file
+from tests.masks.tiny_models import write_images
+
+REPO = Path(__file__).resolve().parents[2]
+TOOL = REPO / "tools" / "generate_masks.py"
+
+
+@pytest.fixture(scope="module")
+def dino_weights(tmp_path_factory):
+    """A random vit_tiny_patch16_224 saved in timm's key layout (a stand-in for real DINO weights)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "vit_tiny_random.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0).state_dict(), path)
+    return path
+
+
+def _command(images, masks, weights, *extra):
+    return [sys.executable, str(TOOL), "--input", str(images), "--output", str(masks), "--method", "dino",
+            "--dino-weights", str(weights), "--dino-model", "vit_tiny_patch16_224", "--clusters", "4",
+            "--device", "cpu", "--no-progress", *extra]
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return env
+
+
+def _mask_files(masks: Path):
+    return [p for p in masks.rglob("*.json") if not p.name.startswith("generate_masks_summary")]
+
+
+def _assert_complete(names, masks: Path):
+    for name in names:
+        record = read_mask_file(masks / (os.path.splitext(name)[0] + ".json"), check_rle=True)
+        assert record["image"]["file_name"] == name and record["annotations"]
+    assert len(_mask_files(masks)) == len(names)
+    assert not [p for p in masks.rglob("*") if TEMP_MARKER in p.name]
+
+
+def test_killed_run_resumes_and_every_image_ends_with_one_valid_file(tmp_path, dino_weights):
+    names = [f"part{i % 2}/img_{i:02d}.png" for i in range(16)]
+    write_images(tmp_path / "images", names)
+    masks = tmp_path / "masks"
+    cmd = _command(tmp_path / "images", masks, dino_weights, "--dino-input-size", "224")
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (masks.exists() and _mask_files(masks)):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate()
+    written = len(_mask_files(masks)) if masks.exists() else 0
+    assert proc.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    assert 1 <= written < len(names), f"not interrupted mid-run ({written} of {len(names)} written)"
+
+    rerun = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"{written} already done" in rerun.stdout + rerun.stderr
+    _assert_complete(names, masks)
+
+
+def test_shards_in_parallel_processes_cover_all_images_once(tmp_path, dino_weights):
+    names = [f"img_{i:02d}.png" for i in range(8)]
+    write_images(tmp_path / "images", names)
+    masks = tmp_path / "masks"
+    procs = [subprocess.Popen(_command(tmp_path / "images", masks, dino_weights, "--dino-input-size", "64",
+                                       "--shard", str(i), "--num-shards", "2"),
+                              env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-2000:]
+    summaries = [json.loads((masks / f"generate_masks_summary.shard{i}of2.json").read_text()) for i in range(2)]
+    assert sum(s["processed"] for s in summaries) == len(names)
+    assert all(s["method"] == "dino" and s["options"]["clusters"] == 4 for s in summaries)
+    _assert_complete(names, masks)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "dino", "--dino-weights", "/nonexistent/dino.pth"],
+         "DINO weights file '/nonexistent/dino.pth' not found"),
+        (["--method", "sam", "--sam-checkpoint", "/nonexistent/sam.pth", "--model-type", "vit_b"],
+         "SAM checkpoint '/nonexistent/sam.pth' not found"),
+        (["--method", "dino", "--dino-weights", "x", "--shard", "2", "--num-shards", "2"], "--shard must be in"),
+    ],
+)
+def test_clear_errors(tmp_path, args, message):
+    (tmp_path / "images").mkdir()
+    spec = importlib.util.spec_from_file_location("generate_masks_tool", TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(["--input", str(tmp_path / "images"), "--output", str(tmp_path / "masks"), *args])
+    assert message in str(exit_info.value.code)  # a one-line message, no traceback

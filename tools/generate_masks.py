@@ -1,0 +1,106 @@
+#!/usr/bin/env python
+r"""Generate unlabeled masks for a folder of images: SAM's automatic masks or DINO k-means.
+
+    python tools/generate_masks.py --input IMAGES_DIR --output MASKS_DIR --method sam \
+        --sam-checkpoint sam_vit_h_4b8939.pth --model-type vit_h
+    python tools/generate_masks.py --input IMAGES_DIR --output MASKS_DIR --method dino \
+        --dino-weights dino_deitsmall16_pretrain.pth --clusters 16
+
+One SA-1B-style JSON per image, written atomically; rerun the same command to resume.
+Split the work with ``--shard i --num-shards n`` (one process per GPU or machine).
+"""
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+import torch
+from detectron2.utils.logger import setup_logger
+
+from pixelclip.masks import BinaryMaskAdapter, DinoKMeansMasker, SamMasker, build_dino_backbone, build_sam
+from pixelclip.masks.generate import Masker, generate_masks
+from pixelclip.masks.sam import SAM_MODEL_TYPES
+
+logger = logging.getLogger("pixelclip.tools.generate_masks")
+
+SAM_KNOBS = {  # SamAutomaticMaskGenerator argument -> (type, default)
+    "points_per_side": (int, 32),
+    "points_per_batch": (int, 64),
+    "pred_iou_thresh": (float, 0.88),
+    "stability_score_thresh": (float, 0.95),
+    "stability_score_offset": (float, 1.0),
+    "box_nms_thresh": (float, 0.7),
+    "crop_n_layers": (int, 0),
+    "crop_nms_thresh": (float, 0.7),
+    "crop_overlap_ratio": (float, 512 / 1500),
+    "crop_n_points_downscale_factor": (int, 1),
+    "min_mask_region_area": (int, 0),
+}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--output", required=True, help="folder of mask files (mirrors --input)")
+    p.add_argument("--method", choices=("sam", "dino"), required=True)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--shard", type=int, default=0, help="index of this shard, in [0, --num-shards)")
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--verify-existing", action="store_true",
+                   help="validate existing mask files and regenerate invalid ones")
+    p.add_argument("--summary", default=None, help="summary JSON path (default: in --output)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+
+    sam = p.add_argument_group("SAM (--method sam)")
+    sam.add_argument("--sam-checkpoint", default="", help="local SAM checkpoint (.pth)")
+    sam.add_argument("--model-type", choices=SAM_MODEL_TYPES, default="vit_h")
+    for name, (kind, default) in SAM_KNOBS.items():
+        sam.add_argument("--" + name.replace("_", "-"), type=kind, default=default,
+                         help=f"SamAutomaticMaskGenerator {name} (default {default:g})")
+
+    dino = p.add_argument_group("DINO (--method dino)")
+    dino.add_argument("--dino-weights", default="", help="local DINO ViT-S/16 weights (timm or original layout)")
+    dino.add_argument("--dino-model", default="vit_small_patch16_224", help="timm architecture name")
+    dino.add_argument("--clusters", type=int, default=16, help="k-means clusters per image (one mask each)")
+    dino.add_argument("--kmeans-iters", type=int, default=20)
+    dino.add_argument("--dino-input-size", type=int, default=448, help="square side the image is resized to")
+    return p
+
+
+def build_masker(args: argparse.Namespace) -> Masker:
+    """The masker named by ``--method``, on ``--device``."""
+    if args.method == "sam":
+        sam = build_sam(args.model_type, args.sam_checkpoint, device=args.device)
+        return SamMasker(sam, **{name: getattr(args, name) for name in SAM_KNOBS})
+    backbone = build_dino_backbone(args.dino_model, args.dino_weights)
+    masker = DinoKMeansMasker(backbone, num_clusters=args.clusters, kmeans_iters=args.kmeans_iters,
+                              input_size=args.dino_input_size).to(args.device)
+    return BinaryMaskAdapter(masker.mask_image)
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    args = get_parser().parse_args(argv)
+    setup_logger(name="pixelclip")
+    if not os.path.isdir(args.input):
+        raise SystemExit(f"--input {args.input!r} is not a folder")
+    if args.num_shards < 1 or not 0 <= args.shard < args.num_shards:
+        raise SystemExit(f"--shard must be in [0, --num-shards), got {args.shard} of {args.num_shards}")
+    try:
+        masker = build_masker(args)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"generate_masks: {e}")
+    sam_only = set(SAM_KNOBS) | {"sam_checkpoint", "model_type"}
+    dino_only = {"dino_weights", "dino_model", "clusters", "kmeans_iters", "dino_input_size"}
+    unused = dino_only if args.method == "sam" else sam_only
+    options = {k: v for k, v in vars(args).items()
+               if k not in unused and k not in ("input", "output", "summary", "no_progress")}
+    return generate_masks(
+        masker, args.input, args.output, shard=args.shard, num_shards=args.num_shards,
+        verify_existing=args.verify_existing, progress=not args.no_progress,
+        summary_path=args.summary, extra_summary={"method": args.method, "options": options},
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
