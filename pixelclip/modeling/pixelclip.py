@@ -164,7 +164,9 @@ class PixelCLIP(nn.Module):
             return self.inference(batched_inputs)
         return self.losses(batched_inputs)
 
-    def _masks_of(self, batched_inputs: List[Dict], weak: torch.Tensor) -> List[torch.Tensor]:
+    def _masks_of(self, batched_inputs: List[Dict]) -> List[torch.Tensor]:
+        """Unlabeled masks of each image (online DINO clusters, or the mapper's ``gt_masks``), resized to
+        MASK_RESOLUTION and filtered: B tensors N_i×R×R (bool)."""
         if self.dino_masker is not None:
             images = torch.stack([x["image"].to(self.device).float() for x in batched_inputs])
             raw = self.dino_masker(images)
@@ -182,7 +184,7 @@ class PixelCLIP(nn.Module):
     def losses(self, batched_inputs: List[Dict]) -> Dict[str, torch.Tensor]:
         weak = self._clip_batch([x["image"] for x in batched_inputs])
         strong = self._clip_batch([x.get("image_strong", x["image"]) for x in batched_inputs])
-        masks = self._masks_of(batched_inputs, weak)
+        masks = self._masks_of(batched_inputs)
         visual = self.backbone.visual
         with torch.no_grad():
             if self.teacher is not None:

@@ -101,3 +101,29 @@ def test_inference_without_vocabulary_is_a_clear_error():
     model = build_model(make_tiny_cfg()).eval()
     with pytest.raises(RuntimeError, match="no vocabulary"):
         model([{"image": torch.zeros(3, 64, 64, dtype=torch.uint8)}])
+
+
+def test_online_dino_masks_replace_mask_files():
+    cfg = make_tiny_cfg()
+    cfg.MODEL.DINO.ENABLED = True
+    cfg.MODEL.DINO.MODEL_NAME = "vit_tiny_patch16_224"
+    cfg.MODEL.DINO.WEIGHTS = "random"  # tests only: a real run gives a local DINO checkpoint
+    cfg.MODEL.DINO.NUM_CLUSTERS = 4
+    cfg.MODEL.DINO.INPUT_SIZE = 64
+    model = build_model(cfg).train()
+    batch = _batch()
+    for x in batch:  # no mask files: the mapper gives empty instances when DINO is on
+        x["instances"] = Instances((64, 64))
+    masks = model._masks_of(batch)
+    assert all(1 <= len(m) <= 4 for m in masks)
+    assert all(m.any(0).all() for m in masks)  # k-means clusters cover the image
+    loss = model(batch)["loss_masks"]
+    loss.backward()
+    assert loss.item() > 0
+
+
+def test_dino_without_weights_is_a_clear_error():
+    cfg = make_tiny_cfg()
+    cfg.MODEL.DINO.ENABLED = True
+    with pytest.raises(ValueError, match="MODEL.DINO.WEIGHTS"):
+        build_model(cfg)
