@@ -25,7 +25,7 @@ def add_pixelclip_config(cfg: CN) -> None:
     cfg.MODEL.PIXELCLIP = CN()
     P = cfg.MODEL.PIXELCLIP
     # --- CLIP model (pixelclip/clip/build.py) ---
-    P.CLIP_MODEL_NAME = "ViT-B-16"  # open_clip architecture name (or one of pixelclip/clip/model_configs)
+    P.CLIP_MODEL_NAME = "ViT-B-16-quickgelu"  # open_clip architecture (OpenAI weights need the -quickgelu variants)
     P.CLIP_PRETRAINED = "openai"  # open_clip pretrained tag, a local checkpoint file, or "" for random init
     P.CLIP_FINETUNE = "attention"  # which image-encoder weights train: attention|full|conv|prompt|none
     P.CLIP_RESOLUTION = (320, 320)  # (H, W) the image is resized to before the CLIP image encoder
@@ -102,3 +102,32 @@ def add_pixelclip_config(cfg: CN) -> None:
     cfg.TEST.IMS_PER_BATCH = 1  # images per inference batch (any size works)
     cfg.TEST.EVAL_PERIOD = 0
     cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False
+
+    # --- zero-shot mask classification (issue 7: pixelclip/modeling/mask_classifier.py,
+    # zero_shot_mask_classifier.py, data/mask_classification_mapper.py, projects/MaskClassification) ---
+    cfg.INPUT.TEST_MAPPER_NAME = ""  # "" = SemanticTestMapper; else the MAPPER_REGISTRY name the test loader uses
+    cfg.MODEL.MASK_CLASSIFIER = CN()
+    M = cfg.MODEL.MASK_CLASSIFIER
+    M.MODE = "dense"  # dense: mean of dense features in each mask (PixelCLIP); crop: masked crops, global embedding
+    M.MASK_SOURCE = "gt"  # gt: ground-truth segments (oracle); json: SA-1B-style files in MASK_DIR; model: PROPOSAL_MODEL
+    M.GT_MASK_MODE = "class"  # gt: class = one mask per class present; component = one per connected component
+    M.MASK_DIR = ""  # folder of <image stem>.json mask files (SA-1B schema) for MASK_SOURCE json
+    M.MIN_MASK_AREA = 1  # masks with fewer pixels (at the image's original resolution) are dropped
+    M.MAX_MASKS = 0  # keep at most this many masks per image, largest first (0 = all)
+    M.POOL_RESOLUTION = 64  # dense mode: features are bilinearly resized to this square grid before mask pooling
+    M.CROP_STYLE = "cropmask"  # crop: the mask's box; mask: image, background zeroed; cropmask: both (ZegFormer)
+    M.CROP_SIZE = 0  # crop mode: side of each crop fed to CLIP (0 = the image tower's native input size)
+    M.CROP_BATCH = 32  # crop mode: crops per image-encoder forward pass
+    M.FILL_UNCOVERED = True  # pixels no mask covers take the dense per-pixel class scores (else 0 for every class)
+    M.PANOPTIC_ON = False  # also output panoptic_seg: one segment per mask, overlaps resolved by class score
+    M.OVERLAP_THRESHOLD = 0.8  # panoptic: a mask keeps its segment only if this fraction of it stays visible
+    M.ALPHA = 0.4  # FC-CLIP geometric ensemble: weight of CLIP's scores on seen (in-vocabulary) classes
+    M.BETA = 0.8  # FC-CLIP geometric ensemble: weight of CLIP's scores on unseen classes
+    M.SEEN_CLASSES = ""  # classes the in-vocabulary classifier was trained on: dataset or vocabulary ("" = none)
+    M.PROPOSAL_MODEL = CN()
+    M.PROPOSAL_MODEL.CONFIG_FILE = ""  # D2 config of the mask proposal model (MASK_SOURCE model)
+    M.PROPOSAL_MODEL.WEIGHTS = ""  # its checkpoint
+    M.PROPOSAL_MODEL.CONFIG_FUNCS = []  # dotted paths adding its keys, e.g. ["mask2former.add_maskformer2_config"]
+    M.PROPOSAL_MODEL.MASK_THRESHOLD = 0.5  # soft pred_masks (probabilities; logits get a sigmoid) above this are in
+    M.PROPOSAL_MODEL.SCORE_THRESHOLD = 0.0  # proposals with a lower score are dropped
+    M.PROPOSAL_MODEL.USE_CLASS_SCORES = True  # ensemble the proposal model's own class scores with CLIP's (ALPHA / BETA)

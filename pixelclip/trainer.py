@@ -13,7 +13,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
-from .data import build_mapper
+from .data import MAPPER_REGISTRY, build_mapper
 from .data.test_mapper import SemanticTestMapper
 from .solver import build_optimizer
 
@@ -56,8 +56,13 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(cfg, dataset_name, mapper=SemanticTestMapper(cfg),
-                                           batch_size=cfg.TEST.IMS_PER_BATCH)
+        mapper = SemanticTestMapper(cfg)
+        if cfg.INPUT.TEST_MAPPER_NAME:  # hook (issue 7): a registered test mapper, e.g. "mask_classification"
+            single = cfg.clone()
+            single.defrost()
+            single.DATASETS.TEST = (dataset_name,)  # the mapper reads this dataset's metadata
+            mapper = MAPPER_REGISTRY.get(cfg.INPUT.TEST_MAPPER_NAME)(single, False)
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper, batch_size=cfg.TEST.IMS_PER_BATCH)
 
     @classmethod
     def build_optimizer(cls, cfg, model):

@@ -1,0 +1,308 @@
+"""Export of the fine-tuned CLIP (open_clip, OpenAI layout, merge into other checkpoints) and import
+of the authors' release layout (pixelclip/export.py, tools/export_clip.py)."""
+import importlib.util
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from detectron2.modeling import build_model
+
+from pixelclip.clip.dense import dense_features
+from pixelclip.export import (
+    ExportError,
+    build_clip_from_weights,
+    clip_state_dict,
+    convert_release_state_dict,
+    export_open_clip,
+    export_openai,
+    load_release_checkpoint,
+    merge_visual_weights,
+)
+from tests.conftest import make_tiny_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ViT widths that are multiples of 64 (the head size OpenAI's loader assumes), QuickGELU as OpenAI's.
+OPENAI_TEST_CONFIG = {
+    "embed_dim": 64,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 128, "head_width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 2},
+}
+
+
+def _trained_model(model_name: str, seed: int = 0):
+    """A tiny PixelCLIP whose student and teacher image encoders differ from the initialisation."""
+    torch.manual_seed(seed)
+    model = build_model(make_tiny_cfg(model_name))
+    with torch.no_grad():
+        for p in model.backbone.clip_model.visual.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+        for p in model.teacher.encoder.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return model.eval()
+
+
+def _save(model, path: Path) -> str:
+    torch.save({"model": model.state_dict(), "iteration": 7}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("model_name", ["PixelCLIP-Tiny-ViT", "PixelCLIP-Tiny-ConvNeXt"])
+def test_open_clip_export_loads_strictly_with_identical_features(tmp_path, model_name):
+    model = _trained_model(model_name)
+    ckpt = _save(model, tmp_path / "model_final.pth")
+    out = tmp_path / "exported.pt"
+    report = export_open_clip(ckpt, model_name, str(out))
+    assert report["num_tensors"] == len(model.backbone.clip_model.state_dict())
+
+    loaded, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(out))  # strict=True inside
+    loaded.eval()
+    ours = model.backbone.clip_model
+    images = torch.randn(2, 3, 64, 64)
+    tokens = open_clip.get_tokenizer(model_name)(["a photo of a cat", "grass"], context_length=32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_image(images), ours.encode_image(images), atol=1e-6, rtol=0)
+        torch.testing.assert_close(loaded.encode_text(tokens), ours.encode_text(tokens), atol=1e-6, rtol=0)
+        torch.testing.assert_close(dense_features(loaded.visual, images), dense_features(ours.visual, images),
+                                   atol=1e-6, rtol=0)
+    # and with strict loading spelled out
+    fresh = open_clip.create_model(model_name)
+    open_clip.load_checkpoint(fresh, str(out), strict=True)
+
+
+def test_teacher_export_and_text_tower_is_original(tmp_path):
+    model = _trained_model("PixelCLIP-Tiny-ViT")
+    ckpt = _save(model, tmp_path / "model_final.pth")
+    out = tmp_path / "teacher.pt"
+    export_open_clip(ckpt, "PixelCLIP-Tiny-ViT", str(out), use_teacher=True)
+    sd = torch.load(out, weights_only=True)
+    for k, v in model.teacher.encoder.state_dict().items():
+        assert torch.equal(sd["visual." + k], v), k
+    for k, v in model.backbone.clip_model.state_dict().items():
+        if not k.startswith("visual."):
+            assert torch.equal(sd[k], v), k
+    assert not torch.equal(sd["visual.conv1.weight"], model.backbone.clip_model.visual.conv1.weight)
+
+
+def test_export_refuses_wrong_architecture(tmp_path):
+    ckpt = _save(_trained_model("PixelCLIP-Tiny-ViT"), tmp_path / "m.pth")
+    with pytest.raises(ExportError, match="does not fit the open_clip architecture"):
+        export_open_clip(ckpt, "PixelCLIP-Tiny-ConvNeXt", str(tmp_path / "x.pt"))
+    assert not (tmp_path / "x.pt").exists()
+    with pytest.raises(ExportError, match="not found"):
+        export_open_clip(str(tmp_path / "missing.pth"), "PixelCLIP-Tiny-ViT", str(tmp_path / "x.pt"))
+
+
+def test_openai_layout_export_loads_in_openai_builder(tmp_path):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "PixelCLIP-Test-OpenAI-ViT.json").write_text(json.dumps(OPENAI_TEST_CONFIG))
+    open_clip.add_model_config(tmp_path / "configs")
+    model = _trained_model("PixelCLIP-Test-OpenAI-ViT")
+    ckpt = _save(model, tmp_path / "m.pth")
+    out = tmp_path / "openai.pt"
+    export_openai(ckpt, "PixelCLIP-Test-OpenAI-ViT", str(out))
+    sd = torch.load(out, weights_only=True)
+    assert "visual.proj" in sd and "visual.transformer.resblocks.1.attn.in_proj_weight" in sd and "ln_final.weight" in sd
+    # OpenAI's loader (as open_clip implements it) builds the architecture from the tensors and loads strictly
+    rebuilt = open_clip.model.build_model_from_openai_state_dict(dict(sd), quick_gelu=True, cast_dtype=None).float()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():  # that loader stores fp16 weights, hence the tolerance
+        torch.testing.assert_close(rebuilt.encode_image(images), model.backbone.clip_model.encode_image(images),
+                                   atol=2e-2, rtol=2e-2)
+    # ConvNeXt has no OpenAI layout
+    ckpt2 = _save(_trained_model("PixelCLIP-Tiny-ConvNeXt"), tmp_path / "c.pth")
+    with pytest.raises(ExportError, match="only for ViT"):
+        export_openai(ckpt2, "PixelCLIP-Tiny-ConvNeXt", str(tmp_path / "c.pt"))
+
+
+def _target_checkpoint(prefix: str, model_name: str, seed: int = 5) -> dict:
+    """Another framework's D2 checkpoint holding an (original) CLIP under ``prefix``."""
+    torch.manual_seed(seed)
+    clip = open_clip.create_model(model_name)
+    model = {prefix + k: v.clone() for k, v in clip.state_dict().items()}
+    model["sem_seg_head.predictor.class_embed.weight"] = torch.randn(8, 4)
+    model["sem_seg_head.pixel_decoder.conv.weight"] = torch.randn(4, 4, 3, 3).half()
+    return {"model": model, "iteration": 90000, "__author__": "someone"}
+
+
+@pytest.mark.parametrize("prefix_arg,prefix", [("fcclip", "backbone.clip_model."),
+                                               ("sem_seg_head.predictor.clip_model.", "sem_seg_head.predictor.clip_model.")])
+def test_merge_changes_exactly_the_visual_keys(tmp_path, prefix_arg, prefix):
+    model = _trained_model("PixelCLIP-Tiny-ConvNeXt")
+    ckpt = _save(model, tmp_path / "pixelclip.pth")
+    target = _target_checkpoint(prefix, "PixelCLIP-Tiny-ConvNeXt")
+    torch.save(target, tmp_path / "target.pth")
+    report = merge_visual_weights(ckpt, str(tmp_path / "target.pth"), prefix_arg, str(tmp_path / "merged.pth"),
+                                  model_name="PixelCLIP-Tiny-ConvNeXt")
+    merged = torch.load(tmp_path / "merged.pth", weights_only=True)
+    assert merged["iteration"] == 90000 and merged["__author__"] == "someone"
+    assert set(merged["model"]) == set(target["model"])
+    ours = model.backbone.clip_model.state_dict()
+    expected_replaced = sorted(prefix + k for k in ours if k.startswith("visual."))
+    assert report.replaced == expected_replaced
+    for key, old in target["model"].items():  # every tensor compared
+        new = merged["model"][key]
+        assert new.dtype == old.dtype and new.shape == old.shape, key
+        if key in expected_replaced:
+            assert torch.equal(new, ours[key[len(prefix):]]), key
+        else:
+            assert torch.equal(new, old), key
+
+
+def test_merge_refuses_mismatches_and_writes_nothing(tmp_path):
+    ckpt = _save(_trained_model("PixelCLIP-Tiny-ConvNeXt"), tmp_path / "pixelclip.pth")
+    target = _target_checkpoint("backbone.clip_model.", "PixelCLIP-Tiny-ConvNeXt")
+    key = "backbone.clip_model.visual.head.proj.weight"
+    target["model"][key] = torch.zeros(3, 3)
+    torch.save(target, tmp_path / "bad_shape.pth")
+    with pytest.raises(ExportError, match="shapes differ"):
+        merge_visual_weights(ckpt, str(tmp_path / "bad_shape.pth"), "fcclip", str(tmp_path / "out.pth"))
+    with pytest.raises(ExportError, match="not in the target"):  # wrong prefix
+        merge_visual_weights(ckpt, str(tmp_path / "bad_shape.pth"), "zegformer", str(tmp_path / "out.pth"))
+    vit_target = _target_checkpoint("backbone.clip_model.", "PixelCLIP-Tiny-ViT")
+    torch.save(vit_target, tmp_path / "vit.pth")
+    with pytest.raises(ExportError, match="refusing"):  # another architecture
+        merge_visual_weights(ckpt, str(tmp_path / "vit.pth"), "fcclip", str(tmp_path / "out.pth"))
+    assert not (tmp_path / "out.pth").exists()
+
+
+def test_merge_into_d2_pickle_keeps_numpy(tmp_path):
+    model = _trained_model("PixelCLIP-Tiny-ViT")
+    ckpt = _save(model, tmp_path / "pixelclip.pth")
+    target = _target_checkpoint("backbone.clip_model.", "PixelCLIP-Tiny-ViT")
+    target["model"] = {k: v.float().numpy() for k, v in target["model"].items()}
+    with open(tmp_path / "target.pkl", "wb") as f:
+        pickle.dump(target, f)
+    report = merge_visual_weights(ckpt, str(tmp_path / "target.pkl"), "fcclip", str(tmp_path / "merged.pkl"))
+    with open(tmp_path / "merged.pkl", "rb") as f:
+        merged = pickle.load(f)
+    key = report.replaced[0]
+    assert isinstance(merged["model"][key], np.ndarray)
+    ours = model.backbone.clip_model.state_dict()[key[len("backbone.clip_model."):]]
+    np.testing.assert_array_equal(merged["model"][key], ours.numpy())
+
+
+def _release_layout(model) -> dict:
+    """``model``'s weights in the authors' release layout (OpenAI-named CLIP under sem_seg_head...)."""
+    inverse_head = {"0": "conv0", "1": "up1", "2.0": "conv1.double_conv.0", "2.1": "conv1.double_conv.1",
+                    "3.0": "conv1.double_conv.3", "3.1": "conv1.double_conv.4", "4": "up2",
+                    "5.0": "conv2.double_conv.0", "5.1": "conv2.double_conv.1", "6.0": "conv2.double_conv.3",
+                    "6.1": "conv2.double_conv.4", "7": "proj"}
+    release = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("backbone.clip_model."):
+            release["sem_seg_head.predictor.clip_model." + k[len("backbone.clip_model."):]] = v
+            if not k.startswith("backbone.clip_model.visual.") and "transformer." not in k:
+                release["teacher_encoder." + k[len("backbone.clip_model."):]] = v  # the release's teacher copy
+        elif k.startswith("teacher.encoder."):
+            release["teacher_encoder.visual." + k[len("teacher.encoder."):]] = v
+        elif k == "prompts.prompt_tokens":
+            release["sem_seg_head.predictor.prompt_tokens"] = v
+        elif k.startswith("decoder.layers."):
+            rest = k[len("decoder.layers."):]
+            layer, name = rest.rsplit(".", 1)
+            if layer in ("2.0", "3.0", "5.0", "6.0") and name == "bias":
+                continue  # the release's DoubleConv convolutions have no bias
+            release["head." + inverse_head[layer] + "." + name] = v
+    release["sem_seg_head.predictor.some_buffer"] = torch.zeros(3)
+    return release
+
+
+def test_release_checkpoint_imports_with_identical_features(tmp_path):
+    source = _trained_model("PixelCLIP-Tiny-ViT", seed=1)
+    with torch.no_grad():
+        for i in (2, 3, 5, 6):
+            source.decoder.layers[i][0].bias.zero_()
+    release = _release_layout(source)
+    torch.save({"model": release, "iteration": 10000}, tmp_path / "release.pth")
+
+    target = _trained_model("PixelCLIP-Tiny-ViT", seed=2)
+    report = load_release_checkpoint(target, str(tmp_path / "release.pth"))
+    assert not [k for k in report.missing if k.startswith("backbone.clip_model.visual.")]
+    assert report.missing == []
+    assert report.unplaced == ["sem_seg_head.predictor.some_buffer"]
+    assert all(k.startswith("teacher_encoder.") for k in report.ignored) and report.ignored
+    assert sorted(report.zero_filled) == [f"decoder.layers.{i}.0.bias" for i in (2, 3, 5, 6)]
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(target.backbone(images)["clip_dense"], source.backbone(images)["clip_dense"])
+        assert torch.equal(target.teacher(images), source.teacher(images))
+        cost = torch.randn(1, 3, 4, 4)
+        assert torch.equal(target.decoder(cost), source.decoder(cost))
+    assert torch.equal(target.prompts.prompt_tokens, source.prompts.prompt_tokens)
+
+
+def test_release_import_reports_shape_and_missing_problems():
+    source = _trained_model("PixelCLIP-Tiny-ViT")
+    release = _release_layout(source)
+    release["sem_seg_head.predictor.prompt_tokens"] = torch.zeros(3, 4, 32)
+    with pytest.raises(ExportError, match="NUM_PROMPTS"):
+        load_release_checkpoint(_trained_model("PixelCLIP-Tiny-ViT"), release)
+    release = _release_layout(source)
+    release.pop("sem_seg_head.predictor.clip_model.visual.proj")
+    with pytest.raises(ExportError, match="lacks 1 image-encoder keys"):
+        load_release_checkpoint(_trained_model("PixelCLIP-Tiny-ViT"), release)
+    converted, report = convert_release_state_dict({"foo.bar": torch.zeros(1)})
+    assert converted == {} and report.unplaced == ["foo.bar"]
+
+
+def test_build_clip_from_any_checkpoint_layout(tmp_path):
+    model = _trained_model("PixelCLIP-Tiny-ConvNeXt")
+    ckpt = _save(model, tmp_path / "m.pth")
+    release = {k.replace("backbone.clip_model.", "sem_seg_head.predictor.clip_model."): v
+               for k, v in model.state_dict().items() if k.startswith("backbone.clip_model.")}
+    torch.save({"model": release}, tmp_path / "release.pth")
+    ours = model.backbone.clip_model.state_dict()
+    for path in (ckpt, str(tmp_path / "release.pth")):
+        clip, _ = build_clip_from_weights("PixelCLIP-Tiny-ConvNeXt", path)
+        for k, v in clip.state_dict().items():
+            assert torch.equal(v, ours[k]), (path, k)
+    clip, _ = build_clip_from_weights("PixelCLIP-Tiny-ConvNeXt", ckpt, use_teacher=True)
+    assert torch.equal(clip.visual.head.proj.weight, model.teacher.encoder.head.proj.weight)
+    assert set(clip_state_dict(torch.load(ckpt, weights_only=True)["model"])) == set(ours)
+
+
+def _export_tool():
+    spec = importlib.util.spec_from_file_location("export_clip_tool", ROOT / "tools" / "export_clip.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _report(output: Path) -> dict:
+    return json.loads(Path(str(output) + ".report.json").read_text())
+
+
+def test_export_tool_cli(tmp_path):
+    tool = _export_tool()
+    model = _trained_model("PixelCLIP-Tiny-ViT")
+    ckpt = _save(model, tmp_path / "m.pth")
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text("MODEL:\n  PIXELCLIP:\n    CLIP_MODEL_NAME: PixelCLIP-Tiny-ViT\n    CLIP_PRETRAINED: ''\n"
+                        "    NUM_PROMPTS: 8\n")
+    assert tool.main(["open-clip", "--weights", ckpt, "--config-file", str(cfg_file), "--output",
+                      str(tmp_path / "a.pt")]) == 0
+    assert _report(tmp_path / "a.pt")["model_name"] == "PixelCLIP-Tiny-ViT"
+    open_clip.create_model_and_transforms("PixelCLIP-Tiny-ViT", pretrained=str(tmp_path / "a.pt"))
+    torch.save(_target_checkpoint("sem_seg_head.predictor.clip_model.", "PixelCLIP-Tiny-ViT"), tmp_path / "zeg.pth")
+    assert tool.main(["merge", "--weights", ckpt, "--model-name", "PixelCLIP-Tiny-ViT", "--target",
+                      str(tmp_path / "zeg.pth"), "--prefix", "zegformer", "--output", str(tmp_path / "zeg_px.pth")]) == 0
+    replaced = _report(tmp_path / "zeg_px.pth")["replaced"]
+    assert replaced and all(k.startswith("sem_seg_head.predictor.clip_model.visual.") for k in replaced)
+    torch.save({"model": _release_layout(model)}, tmp_path / "release.pth")
+    assert tool.main(["import-release", "--release", str(tmp_path / "release.pth"), "--config-file", str(cfg_file),
+                      "--output", str(tmp_path / "converted.pth")]) == 0
+    report = _report(tmp_path / "converted.pth")
+    assert report["unplaced"] == ["sem_seg_head.predictor.some_buffer"]
+    converted = torch.load(tmp_path / "converted.pth", weights_only=True)["model"]
+    assert torch.equal(converted["backbone.clip_model.visual.proj"], model.backbone.clip_model.visual.proj)
+    with pytest.raises(SystemExit, match="export_clip"):
+        tool.main(["open-clip", "--weights", str(tmp_path / "nope.pth"), "--model-name", "PixelCLIP-Tiny-ViT",
+                   "--output", str(tmp_path / "b.pt")])
+    assert os.path.exists(tmp_path / "a.pt")
