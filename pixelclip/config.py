@@ -45,7 +45,7 @@ def add_pixelclip_config(cfg: CN) -> None:
     P.MOMENTUM = 0.999  # EMA rate: teacher <- m * teacher + (1 - m) * student, once per step
     # --- light decoder (pixelclip/modeling/decoder.py, training only) ---
     P.DECODER_CHANNELS = (64, 32)  # channels after the first and the second ×2 upsampling
-    P.DECODER_NORM_GROUPS = 16  # GroupNorm groups in the decoder
+    P.DECODER_NORM_GROUPS = 0  # GroupNorm groups in the decoder; 0 = channels // 16 per layer (the release)
     # --- inference (pixelclip/modeling/pixelclip.py) ---
     P.TEST = CN()
     P.TEST.TEMPLATES = "imagenet_select"  # single|imagenet_select|imagenet: text templates ensembled

@@ -416,8 +416,8 @@ def load_release_checkpoint(model: nn.Module, checkpoint) -> ImportReport:
                           f"e.g. {visual_missing[:3]}")
     model.load_state_dict(converted, strict=False)
     if report.zero_filled:
-        logger.warning("decoder: the release's convolutions have no bias (set to 0) and its GroupNorms use "
-                       "channels/16 groups (ours: DECODER_NORM_GROUPS); the decoder is used in training only")
+        logger.warning("decoder: the release's convolutions have no bias (set to 0); its GroupNorms use channels/16 "
+                       "groups, as DECODER_NORM_GROUPS 0 does; the decoder is used in training only")
     for key in report.unplaced:
         logger.warning("release key with no place in this model: %s", key)
     logger.info("Imported release checkpoint: %d keys placed, %d ignored, %d unplaced, %d of ours not in it",

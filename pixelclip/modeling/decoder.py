@@ -7,6 +7,8 @@ from torch import nn
 
 
 def _conv_gn_relu(channels: int, groups: int) -> nn.Sequential:
+    """conv3×3-GN-ReLU; ``groups`` 0 means one group per 16 channels (the release's choice)."""
+    groups = groups or max(channels // 16, 1)
     return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(groups, channels), nn.ReLU(inplace=True))
 
 
@@ -18,7 +20,7 @@ class CostVolumeDecoder(nn.Module):
     """
 
     @configurable
-    def __init__(self, *, channels: Sequence[int] = (64, 32), norm_groups: int = 16):
+    def __init__(self, *, channels: Sequence[int] = (64, 32), norm_groups: int = 0):
         super().__init__()
         c1, c2 = channels
         self.layers = nn.Sequential(
