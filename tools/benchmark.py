@@ -186,7 +186,7 @@ def bench_eval(args, cfg, device) -> List:
         mapper = SemanticTestMapper(cfg)
         records = [mapper(d) for d in DatasetCatalog.get(name)]
         batches = [records[i:i + args.test_batch] for i in range(0, len(records), args.test_batch)]
-        clip_batches = [model._clip_batch([r["image"] for r in b]) for b in batches]
+        clip_batches = [model.preprocess.batch([r["image"] for r in b]) for b in batches]
         with torch.no_grad():
             model.backbone(clip_batches[0])  # warm-up
             _sync(device)

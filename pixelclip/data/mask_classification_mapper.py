@@ -7,7 +7,6 @@ The image is resized like ``SemanticTestMapper``; the masks stay at the image's 
 resolution (``height``×``width``, where predictions are evaluated) and cover the same extent as the
 resized image, so the model maps one onto the other by normalised coordinates.
 """
-import copy
 import logging
 import os
 from typing import Dict, Optional
@@ -17,11 +16,10 @@ import numpy as np
 import torch
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
-from detectron2.data import detection_utils as utils
-from detectron2.data import transforms as T
 
 from .mask_io import decode_masks, read_mask_file
-from .registry import MAPPER_REGISTRY
+from .registry import register_mapper
+from .test_mapper import SemanticTestMapper
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +82,7 @@ def _resize_masks(masks: np.ndarray, size) -> np.ndarray:
     return np.stack([cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0 for m in masks])
 
 
-class MaskClassificationMapper:
+class MaskClassificationMapper(SemanticTestMapper):
     """Dataset dict -> ``{"image": 3×H'×W' uint8 (short side MIN_SIZE_TEST), "height", "width",
     "file_name", "masks": N×height×width bool}`` (no ``masks`` for ``MASK_SOURCE model``)."""
 
@@ -113,8 +111,7 @@ class MaskClassificationMapper:
         if mask_source == "json" and not os.path.isdir(mask_dir):
             raise FileNotFoundError(f"mask folder '{mask_dir}' does not exist "
                                     "(MODEL.MASK_CLASSIFIER.MASK_DIR, MASK_SOURCE json)")
-        self.resize = T.ResizeShortestEdge(min_size, max_size)
-        self.image_format = image_format
+        super().__init__(min_size=min_size, max_size=max_size, image_format=image_format)
         self.mask_source = mask_source
         self.gt_mask_mode = gt_mask_mode
         self.mask_dir = mask_dir
@@ -170,23 +167,13 @@ class MaskClassificationMapper:
         return masks
 
     def __call__(self, dataset_dict: Dict) -> Dict:
-        record = copy.deepcopy(dataset_dict)
-        path = record["file_name"]
-        try:
-            image = utils.read_image(path, format=self.image_format)
-        except Exception as e:  # unreadable or truncated file
-            raise ValueError(f"cannot read test image {path}: {type(e).__name__}: {e}") from e
-        record.setdefault("height", image.shape[0])
-        record.setdefault("width", image.shape[1])
+        record = super().__call__(dataset_dict)  # image read and resized; the labels are withheld
         if self.mask_source != "model":
-            masks = self._gt_masks(record) if self.mask_source == "gt" else self._json_masks(record)
+            source = dict(dataset_dict, height=record["height"], width=record["width"])
+            masks = self._gt_masks(source) if self.mask_source == "gt" else self._json_masks(source)
             masks = select_masks(masks, self.min_area, self.max_masks)
             record["masks"] = torch.from_numpy(np.ascontiguousarray(masks))
-        image = self.resize.get_transform(image).apply_image(image)
-        record["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        record.pop("sem_seg_file_name", None)  # the labels are withheld from the model
         return record
 
 
-# Registered under the config's name (INPUT.TEST_MAPPER_NAME "mask_classification"), like "pixelclip_unlabeled".
-MAPPER_REGISTRY._do_register("mask_classification", MaskClassificationMapper)
+register_mapper("mask_classification")(MaskClassificationMapper)  # INPUT.TEST_MAPPER_NAME "mask_classification"

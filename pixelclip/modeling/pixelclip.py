@@ -16,6 +16,7 @@ from ..clip.text import LearnablePrompts, TextEncoder, VocabularyClassifier, get
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
+from .preprocess import ClipPreprocessor
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +79,7 @@ class PixelCLIP(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.decoder = decoder
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
+        self.preprocess = ClipPreprocessor(pixel_mean, pixel_std, clip_resolution)
         self.clip_resolution = tuple(clip_resolution)
         self.text_encoder = TextEncoder(backbone.clip_model, backbone.tokenizer)
         self.prompts = LearnablePrompts(self.text_encoder, num_prompts, prompt_length, prompt_template,
@@ -139,24 +139,13 @@ class PixelCLIP(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.pixel_mean.device
+        return self.preprocess.device
 
     def set_vocabulary(self, class_names: Sequence[str]) -> None:
         """Classes that inference scores (e.g. a test dataset's ``stuff_classes``)."""
         if not class_names:
             raise ValueError("the vocabulary is empty")
         self.vocabulary = list(class_names)
-
-    # ------------------------------------------------------------------ helpers
-    def _normalize(self, image: torch.Tensor) -> torch.Tensor:
-        return (image.to(self.device).float() - self.pixel_mean) / self.pixel_std
-
-    def _clip_batch(self, images: List[torch.Tensor]) -> torch.Tensor:
-        """uint8 3×H×W images -> B×3×CLIP_RESOLUTION, CLIP-normalised."""
-        return torch.cat([
-            F.interpolate(self._normalize(im)[None], size=self.clip_resolution, mode="bilinear", align_corners=False)
-            for im in images
-        ])
 
     # ------------------------------------------------------------------ training
     def forward(self, batched_inputs: List[Dict]):
@@ -182,8 +171,8 @@ class PixelCLIP(nn.Module):
         return [resize_masks(m, self.mask_resolution, self.max_masks) for m in raw]
 
     def losses(self, batched_inputs: List[Dict]) -> Dict[str, torch.Tensor]:
-        weak = self._clip_batch([x["image"] for x in batched_inputs])
-        strong = self._clip_batch([x.get("image_strong", x["image"]) for x in batched_inputs])
+        weak = self.preprocess.batch([x["image"] for x in batched_inputs])
+        strong = self.preprocess.batch([x.get("image_strong", x["image"]) for x in batched_inputs])
         masks = self._masks_of(batched_inputs)
         visual = self.backbone.visual
         with torch.no_grad():
@@ -272,10 +261,10 @@ class PixelCLIP(nn.Module):
                                "dataset's stuff_classes, or call model.set_vocabulary([...])")
         text = self.classifier(self.vocabulary).to(self.device)  # K×C, cached per vocabulary
         if self.test_mode == "whole":
-            logits = self._score(self._clip_batch([x["image"] for x in batched_inputs]), text)
+            logits = self._score(self.preprocess.batch([x["image"] for x in batched_inputs]), text)
             per_image = list(logits)
         else:
-            per_image = [self._slide_logits(self._normalize(x["image"]), text) for x in batched_inputs]
+            per_image = [self._slide_logits(self.preprocess.normalize(x["image"]), text) for x in batched_inputs]
         sizes = [(x.get("height", x["image"].shape[-2]), x.get("width", x["image"].shape[-1])) for x in batched_inputs]
         return [{"sem_seg": s} for s in resize_logits(per_image, sizes)]
 

@@ -35,6 +35,7 @@ from .mask_classifier import (
     semantic_scores,
 )
 from .pixelclip import default_vocabulary
+from .preprocess import ClipPreprocessor
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +163,7 @@ class ZeroShotMaskClassifier(nn.Module):
         if crop_style not in CROP_STYLES:
             raise ValueError(f"MODEL.MASK_CLASSIFIER.CROP_STYLE must be one of {CROP_STYLES}, got '{crop_style}'")
         self.backbone = backbone
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
+        self.preprocess = ClipPreprocessor(pixel_mean, pixel_std, clip_resolution)
         self.clip_resolution = tuple(clip_resolution)
         self.mode = mode
         self.text_encoder = TextEncoder(backbone.clip_model, backbone.tokenizer)
@@ -237,7 +237,7 @@ class ZeroShotMaskClassifier(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.pixel_mean.device
+        return self.preprocess.device
 
     def set_vocabulary(self, class_names: Sequence[str]) -> None:
         """Classes the masks are classified into (e.g. a test dataset's ``stuff_classes``)."""
@@ -247,12 +247,6 @@ class ZeroShotMaskClassifier(nn.Module):
         self._seen = seen_class_mask(self.vocabulary, self.seen_classes)
 
     # ------------------------------------------------------------------ helpers
-    def _normalize(self, image: torch.Tensor) -> torch.Tensor:
-        return (image.to(self.device).float() - self.pixel_mean) / self.pixel_std
-
-    def _clip_batch(self, images: List[torch.Tensor]) -> torch.Tensor:
-        return torch.cat([F.interpolate(self._normalize(im)[None], size=self.clip_resolution, mode="bilinear",
-                                        align_corners=False) for im in images])
 
     @staticmethod
     def _output_size(x: Dict) -> Tuple[int, int]:
@@ -292,7 +286,7 @@ class ZeroShotMaskClassifier(nn.Module):
 
     def _crop_embeddings(self, x: Dict, masks: torch.Tensor) -> torch.Tensor:
         """Crop mode: N×C global CLIP embeddings of the masked crops (ZegFormer), N ≥ 1."""
-        image = self._normalize(x["image"])
+        image = self.preprocess.normalize(x["image"])
         embeddings = []
         for start in range(0, masks.shape[0], self.crop_batch):
             crops = crop_masked_regions(image, masks[start:start + self.crop_batch], self.crop_size, self.crop_style)
@@ -330,7 +324,7 @@ class ZeroShotMaskClassifier(nn.Module):
         sizes = [self._output_size(x) for x in batched_inputs]
         need_dense = self.score_fn is None and self.mode == "dense"
         need_dense |= self.fill_uncovered and any(m.shape[0] == 0 or not bool(m.any(0).all()) for m in all_masks)
-        dense = self.backbone(self._clip_batch([x["image"] for x in batched_inputs]))["clip_dense"] if need_dense else None
+        dense = self.backbone(self.preprocess.batch([x["image"] for x in batched_inputs]))["clip_dense"] if need_dense else None
 
         results = []
         for i, (x, masks) in enumerate(zip(batched_inputs, all_masks)):

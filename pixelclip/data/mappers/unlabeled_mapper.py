@@ -28,7 +28,7 @@ from detectron2.projects.point_rend import ColorAugSSDTransform
 from detectron2.structures import BitMasks, Instances
 
 from ..mask_io import MaskFileError, read_mask_file
-from ..registry import MAPPER_REGISTRY
+from ..registry import register_mapper
 from .mask_transforms import transform_rle_masks
 from .strong_color import StrongColorAugmentation
 
@@ -184,5 +184,4 @@ class PixelCLIPUnlabeledMapper:
         return None
 
 
-# Registered under the config's name (D2's Registry.register would use the class name).
-MAPPER_REGISTRY._do_register("pixelclip_unlabeled", PixelCLIPUnlabeledMapper)
+register_mapper("pixelclip_unlabeled")(PixelCLIPUnlabeledMapper)  # the default INPUT.DATASET_MAPPER_NAME

@@ -1,0 +1,34 @@
+"""CLIP input preparation shared by the meta-architectures."""
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ClipPreprocessor(nn.Module):
+    """uint8 3×H×W images -> CLIP-normalised float tensors, optionally resized to CLIP's input size.
+
+    ``pixel_mean`` / ``pixel_std`` are in 0-255 units; the module's device is the tensors' device.
+    """
+
+    def __init__(self, pixel_mean: Sequence[float], pixel_std: Sequence[float], resolution: Tuple[int, int]):
+        super().__init__()
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
+        self.resolution = tuple(resolution)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """3×H×W uint8 -> 3×H×W float, CLIP-normalised, on this module's device."""
+        return (image.to(self.device).float() - self.pixel_mean) / self.pixel_std
+
+    def batch(self, images: List[torch.Tensor]) -> torch.Tensor:
+        """B images of any sizes -> B×3×resolution, CLIP-normalised (bilinear resize)."""
+        return torch.cat([
+            F.interpolate(self.normalize(im)[None], size=self.resolution, mode="bilinear", align_corners=False)
+            for im in images
+        ])
