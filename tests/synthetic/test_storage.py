@@ -1,0 +1,65 @@
+"""The world on disk: real formats, registered datasets, resumable and shared builds."""
+import json
+import os
+
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from pixelclip.data.datasets.synthetic import register_synthetic_world
+from pixelclip.data.mask_io import decode_masks, read_mask_file
+from pixelclip.evaluation import read_label_file
+from pixelclip.synthetic.storage import WorldSpec, ensure_world
+from pixelclip.synthetic.world import CLASS_NAMES
+
+
+def test_world_on_disk_and_registration(tmp_path):
+    spec = WorldSpec(num_train=5, num_val=3)
+    root = str(tmp_path / "world")
+    register_synthetic_world("synthetic_t1", root, spec)
+    assert not os.path.exists(root)  # lazy: nothing is written at registration
+
+    train = DatasetCatalog.get("synthetic_t1_train")
+    assert len(train) == 5 and os.path.isfile(os.path.join(root, "world.json"))
+    record = read_mask_file(train[0]["mask_file"], image_size=(96, 96), check_rle=True)
+    assert record["image"]["file_name"] == "000000.png" and len(record["annotations"]) > 1
+    assert all("category_id" not in a and "label" not in a for a in record["annotations"])
+    control = DatasetCatalog.get("synthetic_t1_train_random_masks")
+    masks = decode_masks(read_mask_file(train[0]["mask_file"]))
+    moved = decode_masks(read_mask_file(control[0]["mask_file"]))
+    assert sorted(masks.reshape(len(masks), -1).sum(1)) == sorted(moved.reshape(len(moved), -1).sum(1))
+
+    val = DatasetCatalog.get("synthetic_t1_val_sem_seg")
+    assert len(val) == 3 and val[0]["height"] == 96
+    label = read_label_file(val[0]["sem_seg_file_name"])
+    assert label.shape == (96, 96) and label.max() < len(CLASS_NAMES)
+    meta = MetadataCatalog.get("synthetic_t1_val_sem_seg")
+    assert meta.evaluator_type == "sem_seg" and meta.ignore_label == 255 and meta.stuff_classes == list(CLASS_NAMES)
+
+
+def test_resume_and_spec_mismatch(tmp_path):
+    root = str(tmp_path / "w")
+    spec = WorldSpec(num_train=3, num_val=2)
+    ensure_world(root, spec)
+    first = open(os.path.join(root, "train", "masks", "000001.json")).read()
+    # an interrupted build: the marker and one file are gone; a second build restores the same bytes
+    os.remove(os.path.join(root, "world.json"))
+    os.remove(os.path.join(root, "train", "images", "000001.png"))
+    ensure_world(root, spec)
+    assert open(os.path.join(root, "train", "masks", "000001.json")).read() == first
+    assert json.load(open(os.path.join(root, "world.json")))["num_train"] == 3
+    with pytest.raises(ValueError, match="other parameters"):
+        ensure_world(root, WorldSpec(num_train=4, num_val=2))
+
+
+def test_environment_picks_the_default_world(monkeypatch, tmp_path):
+    from pixelclip.data.datasets import synthetic
+
+    monkeypatch.setenv("PIXELCLIP_SYNTHETIC_ROOT", str(tmp_path))
+    monkeypatch.setenv("PIXELCLIP_SYNTHETIC_SIZE", "7,2")
+    root, spec = synthetic.default_world()
+    assert root == str(tmp_path) and (spec.num_train, spec.num_val) == (7, 2)
+    monkeypatch.setenv("PIXELCLIP_SYNTHETIC_SIZE", "seven")
+    with pytest.raises(ValueError, match="PIXELCLIP_SYNTHETIC_SIZE"):
+        synthetic.default_world()
+    assert np.isscalar(spec.num_train)
