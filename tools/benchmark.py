@@ -221,7 +221,7 @@ def get_stuff_classes(name: str) -> List[str]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--model", default="ViT-B-16", help="open_clip architecture (random weights)")
+    parser.add_argument("--model", default="ViT-B-16-quickgelu", help="open_clip architecture (random weights)")
     parser.add_argument("--tasks", default="train,infer,eval")
     parser.add_argument("--clip-resolution", type=int, default=320)
     parser.add_argument("--crop", type=int, default=640)
@@ -231,7 +231,7 @@ def main():
     parser.add_argument("--num-classes", type=int, default=150)
     parser.add_argument("--eval-images", type=int, default=16)
     parser.add_argument("--iters", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="data-loader workers of the eval task")
+    parser.add_argument("--workers", type=int, default=0, help="data-loader workers of the eval task (0: in the main process)")
     parser.add_argument("--autocast", default="", choices=["", "fp16", "bf16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
