@@ -41,7 +41,7 @@ class PretrainConfig:
 
     model_name: str = "PixelCLIP-Synthetic-ViT"
     seed: int = 0
-    steps: int = 600
+    steps: int = 800
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -165,6 +165,7 @@ def pretrain_synthetic_clip(cfg: PretrainConfig, output_path: str) -> Dict[str, 
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
     state_path = output_path + ".state"
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     start, losses = 0, []
     if os.path.isfile(state_path):
         state = torch.load(state_path, map_location="cpu", weights_only=False)
