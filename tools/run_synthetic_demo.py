@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -76,6 +77,20 @@ def _summary_miou(run_dir: str, dataset: str) -> Optional[float]:
     return None if value is None else float(value)
 
 
+def _config_hash(config: str, opts: List[str]) -> str:
+    import hashlib
+
+    from detectron2.config import get_cfg
+
+    from pixelclip import add_pixelclip_config
+
+    cfg = get_cfg()
+    add_pixelclip_config(cfg)
+    cfg.merge_from_file(config)
+    cfg.merge_from_list(opts)
+    return hashlib.sha1(cfg.dump().encode()).hexdigest()
+
+
 class Job:
     """One ``tools/train_net.py`` run (fine-tuning + final evaluation, or evaluation only)."""
 
@@ -91,7 +106,9 @@ class Job:
         return os.path.join(self.run_dir, "demo_stage.json")
 
     def signature(self) -> dict:
-        return {"config": os.path.relpath(self.config, REPO), "opts": self.opts, "eval_only": self.eval_only}
+        """What the result depends on: the merged config (files + overrides), so an edited YAML re-runs."""
+        return {"config": os.path.relpath(self.config, REPO), "opts": self.opts, "eval_only": self.eval_only,
+                "merged_config_sha1": _config_hash(self.config, self.opts + ["OUTPUT_DIR", self.run_dir])}
 
     def done(self) -> bool:
         marker = _read_json(self.marker)
@@ -106,7 +123,13 @@ class Job:
         return cmd + self.opts + ["OUTPUT_DIR", self.run_dir]
 
     def start(self, env: Dict[str, str]) -> None:
+        marker = _read_json(self.marker)
+        if os.path.isdir(self.run_dir) and (not marker or marker.get("signature") != self.signature()):
+            # results of other settings (or of unknown origin) must not be resumed from
+            logger.info("  %-22s clearing %s (written with other settings)", self.name, self.run_dir)
+            shutil.rmtree(self.run_dir)
         os.makedirs(self.run_dir, exist_ok=True)
+        _atomic_write(self.marker, json.dumps({"signature": self.signature(), "mIoU": None}, indent=1))
         self.started = time.time()
         log = open(os.path.join(self.run_dir, "stdout.log"), "w")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
@@ -152,7 +175,7 @@ def run_jobs(jobs: Sequence[Job], parallel: int, env: Dict[str, str]) -> None:
             miou = job.finish()
             finished += 1
             left = len(todo) + len(running)
-            eta = (time.time() - t0) / finished * left / max(1, min(parallel, left)) * min(parallel, left) if left else 0
+            eta = (time.time() - t0) / finished * left if left else 0  # finished runs' pace, `parallel` at a time
             logger.info("  %-22s mIoU %.2f  (%.0fs; %d left, ETA %.0fs)", job.name, miou, job.seconds, left, eta)
 
 
@@ -244,6 +267,10 @@ def draw_overlays(path: str, dataset: str, panels: List[Tuple[str, str, List[str
     records = DatasetCatalog.get(dataset)[:num_images]
     columns = [("image", None), ("ground truth", None)] + [(p[0], p) for p in panels]
     preds = {}
+    quiet = [logging.getLogger(n) for n in ("", "detectron2", "d2", "fvcore", "pixelclip")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:  # building a model logs its whole architecture; not wanted in the demo's output
+        lg.setLevel(logging.WARNING)
     for title, config, opts, weights in panels:
         cfg, model = _load_model(config, opts, weights)
         model.set_vocabulary(meta.stuff_classes)
@@ -251,6 +278,8 @@ def draw_overlays(path: str, dataset: str, panels: List[Tuple[str, str, List[str
         with torch.no_grad():
             outs = model([mapper(r) for r in records])
         preds[title] = [o["sem_seg"].argmax(0).numpy() for o in outs]
+    for lg, level in zip(quiet, levels):
+        lg.setLevel(level)
     fig, axes = plt.subplots(len(records), len(columns), figsize=(2.2 * len(columns), 2.2 * len(records) + 0.9),
                              squeeze=False)
     for i, rec in enumerate(records):
@@ -331,9 +360,9 @@ def parse_args(argv=None):
     p.add_argument("--ablation-seeds", type=int, nargs="+", default=[0])
     p.add_argument("--clip-weights", default="",
                    help="tiny CLIP checkpoint; pre-trained there if missing (default: the shipped "
-                        "pixelclip/synthetic/weights file, else <output>/clip/synthetic_clip_vit_seed0.pt)")
+                        "pixelclip/synthetic/weights file, else <output>/tiny_clip/synthetic_clip_vit_seed0.pt)")
     p.add_argument("--retrain-clip", action="store_true",
-                   help="pre-train the tiny CLIP into <output>/clip/ even if shipped weights exist")
+                   help="pre-train the tiny CLIP into <output>/tiny_clip/ even if shipped weights exist")
     p.add_argument("--pretrain-steps", type=int, default=None, help="pre-training steps (default: the script's)")
     p.add_argument("--world-root", default="", help="where the world's files live (default "
                    "$PIXELCLIP_SYNTHETIC_ROOT or $DETECTRON2_DATASETS/synthetic)")
@@ -385,7 +414,7 @@ def main(argv=None) -> int:
     if args.clip_weights:
         weights = os.path.abspath(args.clip_weights)
     elif args.retrain_clip or args.quick or not os.path.isfile(SHIPPED_WEIGHTS):
-        weights = os.path.join(out, "clip", "synthetic_clip_vit_seed0.pt")
+        weights = os.path.join(out, "tiny_clip", "synthetic_clip_vit_seed0.pt")
     else:
         weights = SHIPPED_WEIGHTS
     pretrain_summary = None

@@ -5,10 +5,10 @@ over-segmented noisy masks and the random-mask control; ``pretrain``: contrastiv
 the tiny CLIP on image/caption pairs. Dataset registration lives in
 ``pixelclip/data/datasets/synthetic.py``.
 """
-from .world import CLASS_NAMES, STUFF_CLASSES, THING_CLASSES, Scene, WorldConfig, generate_scene
+from .world import CLASS_NAMES, STUFF_CLASSES, THING_CLASSES, Scene, WorldConfig, generate_scene, make_caption
 from .masks import MaskNoiseConfig, random_masks_like, sam_like_masks
 
 __all__ = [
-    "CLASS_NAMES", "STUFF_CLASSES", "THING_CLASSES", "Scene", "WorldConfig", "generate_scene",
+    "CLASS_NAMES", "STUFF_CLASSES", "THING_CLASSES", "Scene", "WorldConfig", "generate_scene", "make_caption",
     "MaskNoiseConfig", "random_masks_like", "sam_like_masks",
 ]

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
-from .world import CLASS_NAMES, WorldConfig, _caption, generate_scene
+from .world import CLASS_NAMES, WorldConfig, make_caption, generate_scene
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _batch(pool: Dict[str, object], cfg: PretrainConfig, step: int):
     for b in range(cfg.batch_size):
         im = np.rot90(imgs[b], k[b])
         out[b] = im[:, ::-1] if flip[b] else im
-    captions = [_caption(rng, pool["present"][i]) for i in idx]
+    captions = [make_caption(rng, pool["present"][i]) for i in idx]
     return _normalise(out), captions
 
 

@@ -236,7 +236,7 @@ def _stuff_partition(rng: np.random.Generator, n: int, k: int, warp: float) -> n
     return part
 
 
-def _caption(rng: np.random.Generator, class_ids: Sequence[int]) -> str:
+def make_caption(rng: np.random.Generator, class_ids: Sequence[int]) -> str:
     """A caption naming ``class_ids`` in random order with a random template; no positions."""
     names = []
     for c in rng.permutation(np.asarray(class_ids)):
@@ -292,7 +292,7 @@ def generate_scene(seed: int, cfg: WorldConfig = WorldConfig()) -> Scene:
     regions = (np.searchsorted(ids, regions) + 1).astype(np.int32)
     counts = np.bincount(labels.ravel(), minlength=len(CLASS_NAMES))
     present = [c for c in range(len(CLASS_NAMES)) if counts[c] >= cfg.min_visible_fraction * n * n]
-    caption = _caption(rng, present)
+    caption = make_caption(rng, present)
     return Scene(image=image, labels=labels, regions=regions, caption=caption, present=present)
 
 

@@ -43,7 +43,7 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path):
     for name in ("overlays.png", "training_curves.png", "results.md"):
         assert (out / name).stat().st_size > 1000 or name == "results.md"
     assert "| CLIP (image-level captions only) |" in (out / "results.md").read_text()
-    assert os.path.isfile(results["meta"]["weights"]) or (out / "clip" / "synthetic_clip_vit_seed0.pt").is_file()
+    assert os.path.isfile(results["meta"]["weights"]) or (out / "tiny_clip" / "synthetic_clip_vit_seed0.pt").is_file()
 
     # a second run finds every stage done and only redraws the report
     log2, _ = _run_demo(out, world)
