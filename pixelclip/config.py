@@ -54,6 +54,10 @@ def add_pixelclip_config(cfg: CN) -> None:
     P.TEST.SLIDE_OVERLAP = 0.333  # fraction of a window shared with its neighbour in slide mode
     P.TEST.FLIP = False  # also score the horizontally flipped image and average the logits
     P.TEST.AUTOCAST = ""  # ""|fp16|bf16: autocast for inference (kept off on CPU unless asked)
+    # logits: [{"sem_seg": K×H×W}] (Detectron2's contract); labels: [{"sem_seg_labels": H×W}], the arg-max
+    # of the same upsampling without the K×H×W tensor (pixelclip/modeling/postprocess.py). The
+    # Trainer's evaluation always uses labels: its SemSegEvaluator needs nothing else.
+    P.TEST.OUTPUT = "logits"
     P.TEST.VOCABULARY = ""  # "" = the test dataset's stuff_classes; else "a,b,c" or a .txt/.json class file
 
     # --- online DINO masks (pixelclip/masks/dino.py); masks come from files when disabled ---

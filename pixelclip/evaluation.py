@@ -12,6 +12,7 @@ import tempfile
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
+import pycocotools.mask as mask_util
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import SemSegEvaluator
 from detectron2.utils.file_io import PathManager
@@ -48,7 +49,7 @@ def read_label_file(path: str, dtype=np.int64) -> np.ndarray:
         raise ValueError(f"label file {path} is corrupt or not an image ({e})") from None
     if array.ndim != 2:
         raise ValueError(f"label file {path} has shape {array.shape}; expected H×W")
-    return array.astype(dtype)
+    return array.astype(dtype, copy=False)
 
 
 class SemSegLabelLoader:
@@ -87,13 +88,43 @@ class SemSegLabelLoader:
                 f"(ignore_label {self.ignore_label}); was it made by the dataset's "
                 "datasets/prepare_*.py script?"
             )
-        return label.astype(dtype)
+        return label.astype(dtype, copy=False)
 
 
 class PixelCLIPSemSegEvaluator(SemSegEvaluator):
-    """``SemSegEvaluator`` whose ``process`` is numpy-2-safe (no ``np.array(tensor)``) and checks
-    each prediction (K×H×W logits, K = len(stuff_classes), H×W = the input's height×width), so a
-    wrong vocabulary or size fails with a clear error. Metrics are D2's ``evaluate()``."""
+    """``SemSegEvaluator`` whose ``process`` is numpy-2-safe (no ``np.array(tensor)``), also takes
+    arg-max labels (``sem_seg_labels``: H×W) instead of logits, and checks each prediction (K×H×W
+    logits, K = len(stuff_classes), H×W = the input's height×width), so a wrong vocabulary or size
+    fails with a clear error. Metrics are D2's ``evaluate()``."""
+
+    accepts_labels = True  # the Trainer may ask the model for ``sem_seg_labels`` (TEST.OUTPUT)
+
+    def _prediction(self, inp: Dict, out: Dict):
+        """H×W int64 numpy labels of one output (``sem_seg_labels``, else the arg-max of ``sem_seg``)."""
+        if "sem_seg_labels" in out:
+            labels = out["sem_seg_labels"]
+            if labels.dim() != 2:
+                raise ValueError(f"sem_seg_labels for {inp['file_name']} has shape {tuple(labels.shape)}; expected H×W")
+            self._check_size(inp, labels)
+            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self._num_classes):
+                raise ValueError(
+                    f"sem_seg_labels for {inp['file_name']} hold ids outside 0..{self._num_classes - 1} "
+                    f"(dataset {self._dataset_name}); evaluate with the dataset's vocabulary."
+                )
+        else:
+            self._check(inp, out["sem_seg"])
+            labels = out["sem_seg"].max(dim=0).indices  # = argmax (first maximum), faster on CPU
+        if inp["file_name"] not in self.input_file_to_gt_file:
+            raise KeyError(f"image {inp['file_name']} is not part of dataset {self._dataset_name}")
+        return labels.to(self._cpu_device).numpy().astype(np.int64, copy=False)
+
+    def _check_size(self, inp: Dict, prediction) -> None:
+        if "height" in inp and "width" in inp:
+            if tuple(prediction.shape[-2:]) != (inp["height"], inp["width"]):
+                raise ValueError(
+                    f"prediction for {inp['file_name']} is {tuple(prediction.shape[-2:])} (H×W) but "
+                    f"the image is {(inp['height'], inp['width'])}"
+                )
 
     def _check(self, inp: Dict, sem_seg) -> None:
         if sem_seg.dim() != 3 or sem_seg.shape[0] != self._num_classes:
@@ -102,14 +133,7 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
                 f"{self._dataset_name} needs K×H×W logits with K = {self._num_classes} "
                 "(its stuff_classes). Evaluate with the dataset's vocabulary."
             )
-        if "height" in inp and "width" in inp:
-            if tuple(sem_seg.shape[-2:]) != (inp["height"], inp["width"]):
-                raise ValueError(
-                    f"prediction for {inp['file_name']} is {tuple(sem_seg.shape[-2:])} (H×W) but "
-                    f"the image is {(inp['height'], inp['width'])}"
-                )
-        if inp["file_name"] not in self.input_file_to_gt_file:
-            raise KeyError(f"image {inp['file_name']} is not part of dataset {self._dataset_name}")
+        self._check_size(inp, sem_seg)
 
     def process(self, inputs, outputs):
         """Accumulate the (K+1)×(K+1) confusion matrix (rows: prediction, columns: ground truth;
@@ -117,12 +141,11 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
 
         Args:
             inputs: dataset dicts with ``file_name`` (and ``height``, ``width``).
-            outputs: dicts with ``sem_seg``: K×H×W logits.
+            outputs: dicts with ``sem_seg`` (K×H×W logits) or ``sem_seg_labels`` (H×W class ids).
         """
         n = self._num_classes + 1
         for inp, out in zip(inputs, outputs):
-            self._check(inp, out["sem_seg"])
-            pred = out["sem_seg"].argmax(dim=0).to(self._cpu_device).numpy().astype(np.int64)
+            pred = self._prediction(inp, out)
             gt_file = self.input_file_to_gt_file[inp["file_name"]]
             gt = self.sem_seg_loading_fn(gt_file, dtype=int)
             if gt.shape != pred.shape:
@@ -131,16 +154,36 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
                     f"{pred.shape[0]}×{pred.shape[1]}"
                 )
             gt[gt == self._ignore_label] = self._num_classes
-            self._conf_matrix += np.bincount(
-                n * pred.reshape(-1) + gt.reshape(-1), minlength=n * n
-            ).reshape(n, n)
+            confusion = np.bincount(n * pred.reshape(-1) + gt.reshape(-1), minlength=n * n).reshape(n, n)
+            self._conf_matrix += confusion
             if self._compute_boundary_iou:
                 b_gt = self._mask_to_boundary(gt.astype(np.uint8))
                 b_pred = self._mask_to_boundary(pred.astype(np.uint8))
                 self._b_conf_matrix += np.bincount(
                     n * b_pred.reshape(-1) + b_gt.reshape(-1), minlength=n * n
                 ).reshape(n, n)
-            self._predictions.extend(self.encode_json_sem_seg(pred, inp["file_name"]))
+            predicted = np.flatnonzero(confusion.sum(axis=1))  # the classes of pred, without np.unique
+            self._predictions.extend(self.encode_json_sem_seg(pred, inp["file_name"], labels=predicted))
+
+    def encode_json_sem_seg(self, sem_seg, input_file_name, labels=None):
+        """D2's COCO-stuff RLE results of one H×W prediction; ``labels`` (the ids present, if known)
+        spares the ``np.unique`` pass over the image."""
+        if labels is None:
+            labels = np.unique(sem_seg)
+        sem_seg = np.asfortranarray(sem_seg)  # masks compared from it are Fortran-ordered, as RLE wants
+        results = []
+        for label in labels:
+            label = int(label)
+            if self._contiguous_id_to_dataset_id is not None:
+                if label not in self._contiguous_id_to_dataset_id:
+                    raise KeyError(f"label {label} is not in the metadata of dataset {self._dataset_name}")
+                dataset_id = self._contiguous_id_to_dataset_id[label]
+            else:
+                dataset_id = label
+            rle = mask_util.encode((sem_seg == label).astype(np.uint8)[:, :, None])[0]
+            rle["counts"] = rle["counts"].decode("utf-8")
+            results.append({"file_name": input_file_name, "category_id": dataset_id, "segmentation": rle})
+        return results
 
 
 def build_sem_seg_evaluator(

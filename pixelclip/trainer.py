@@ -3,6 +3,7 @@ import logging
 import os
 import weakref
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -27,6 +28,24 @@ def create_ddp_model_any_device(model: torch.nn.Module, **kwargs) -> torch.nn.Mo
     if next(model.parameters()).device.type == "cpu":
         return DistributedDataParallel(model, **kwargs)
     return create_ddp_model(model, **kwargs)
+
+
+@contextmanager
+def labels_output(model: torch.nn.Module, evaluator):
+    """While evaluating with an evaluator that takes arg-max labels (``accepts_labels``), have a model
+    with ``test_output`` (PixelCLIP) return ``sem_seg_labels`` instead of K×H×W logits: the same
+    predictions (pixelclip/modeling/postprocess.py) without upsampling every class map."""
+    parts = getattr(evaluator, "_evaluators", [evaluator])  # DatasetEvaluators holds several
+    if evaluator is None or not hasattr(model, "test_output") or not all(
+        getattr(e, "accepts_labels", False) for e in parts
+    ):
+        yield
+        return
+    previous, model.test_output = model.test_output, "labels"
+    try:
+        yield
+    finally:
+        model.test_output = previous
 
 
 class Trainer(DefaultTrainer):
@@ -92,7 +111,14 @@ class Trainer(DefaultTrainer):
             single.defrost()
             single.DATASETS.TEST = (name,)
             single.freeze()
-            res = super().test(single, model, None if evaluators is None else [evaluators[idx]])
+            evaluator = evaluators[idx] if evaluators is not None else None
+            if evaluator is None:
+                try:
+                    evaluator = cls.build_evaluator(single, name)
+                except NotImplementedError:
+                    evaluator = None  # D2's test() warns and skips the dataset
+            with labels_output(net, evaluator):
+                res = super().test(single, model, None if evaluator is None else [evaluator])
             results[name] = res
         if comm.is_main_process() and any(results.values()):
             from .evaluation import write_summary

@@ -153,3 +153,38 @@ def test_summary_values_round_trip_through_the_evaluator(tmp_path):
     write_summary({name: result}, str(tmp_path))
     summary = json.loads((tmp_path / "summary.json").read_text())[name]
     assert all(math.isclose(v, 100.0) for v in summary.values())
+
+
+def test_evaluator_takes_argmax_labels_with_the_same_metrics_and_json(tmp_path):
+    mini, name, dicts = _mini(tmp_path)
+    g = torch.Generator().manual_seed(0)
+    logits = [torch.randn(150, *gt.shape, generator=g) for gt in mini.labels]
+    runs = {}
+    for kind in ("sem_seg", "sem_seg_labels"):
+        evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / kind))
+        evaluator.reset()
+        for d, lg in zip(dicts, logits):
+            evaluator.process([d], [{kind: lg if kind == "sem_seg" else lg.argmax(0)}])
+        runs[kind] = (evaluator.evaluate()["sem_seg"], evaluator._predictions)
+    (by_logits, json_logits), (by_labels, json_labels) = runs["sem_seg"], runs["sem_seg_labels"]
+    assert json.dumps(by_logits, sort_keys=True) == json.dumps(by_labels, sort_keys=True)
+    assert json_logits == json_labels
+    # The RLE results are D2's own encoding of the same prediction.
+    from detectron2.evaluation import SemSegEvaluator
+
+    pred = logits[0].argmax(0).numpy()
+    d2 = SemSegEvaluator.encode_json_sem_seg(evaluator, pred, dicts[0]["file_name"])
+    assert d2 == [r for r in json_labels if r["file_name"] == dicts[0]["file_name"]]
+
+
+def test_evaluator_checks_argmax_labels(tmp_path):
+    mini, name, dicts = _mini(tmp_path)
+    evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / "eval"))
+    evaluator.reset()
+    h, w = mini.labels[0].shape
+    with pytest.raises(ValueError, match="expected H×W"):
+        evaluator.process([dicts[0]], [{"sem_seg_labels": torch.zeros(1, h, w, dtype=torch.long)}])
+    with pytest.raises(ValueError, match=r"is \(24, 30\) \(H×W\) but the image is \(24, 32\)"):
+        evaluator.process([dicts[0]], [{"sem_seg_labels": torch.zeros(h, 30, dtype=torch.long)}])
+    with pytest.raises(ValueError, match=r"ids outside 0..149"):
+        evaluator.process([dicts[0]], [{"sem_seg_labels": torch.full((h, w), 150, dtype=torch.long)}])

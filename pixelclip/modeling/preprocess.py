@@ -27,8 +27,12 @@ class ClipPreprocessor(nn.Module):
         return (image.to(self.device).float() - self.pixel_mean) / self.pixel_std
 
     def batch(self, images: List[torch.Tensor]) -> torch.Tensor:
-        """B images of any sizes -> B×3×resolution, CLIP-normalised (bilinear resize)."""
-        return torch.cat([
-            F.interpolate(self.normalize(im)[None], size=self.resolution, mode="bilinear", align_corners=False)
+        """B images of any sizes -> B×3×resolution, CLIP-normalised (bilinear resize).
+
+        Each image is resized first and normalised after: the same values (the per-channel affine
+        normalisation commutes with bilinear weights that sum to 1), on CLIP's smaller grid."""
+        resized = torch.cat([
+            F.interpolate(im.to(self.device).float()[None], size=self.resolution, mode="bilinear", align_corners=False)
             for im in images
         ])
+        return (resized - self.pixel_mean) / self.pixel_std

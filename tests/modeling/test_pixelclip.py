@@ -127,3 +127,27 @@ def test_dino_without_weights_is_a_clear_error():
     cfg.MODEL.DINO.ENABLED = True
     with pytest.raises(ValueError, match="MODEL.DINO.WEIGHTS"):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("mode", ["whole", "slide"])
+def test_labels_output_is_the_argmax_of_the_logits_output(mode):
+    cfg = make_tiny_cfg()
+    cfg.MODEL.PIXELCLIP.TEST.MODE = mode
+    model = build_model(cfg).eval()
+    model.set_vocabulary(["sky", "grass", "dog", "road", "tree"])
+    g = torch.Generator().manual_seed(0)
+    inputs = [{"image": torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8, generator=g), "height": 75, "width": 113}
+              for _ in range(2)]
+    logits = model(inputs)
+    model.test_output = "labels"
+    labels = model(inputs)
+    for lg, lb in zip(logits, labels):
+        assert set(lb) == {"sem_seg_labels"} and lb["sem_seg_labels"].shape == (75, 113)
+        assert torch.equal(lb["sem_seg_labels"], lg["sem_seg"].argmax(0))
+
+
+def test_unknown_test_output_is_a_clear_error():
+    cfg = make_tiny_cfg()
+    cfg.MODEL.PIXELCLIP.TEST.OUTPUT = "probabilities"
+    with pytest.raises(ValueError, match="TEST.OUTPUT must be 'logits' or 'labels'"):
+        build_model(cfg)

@@ -1,0 +1,48 @@
+"""pixelclip.trainer: evaluation through Trainer.test (per-dataset vocabularies, labels output)."""
+import json
+import uuid
+
+import torch
+from detectron2.evaluation import inference_on_dataset
+from detectron2.modeling import build_model
+from fixtures.benchmarks import make_ade20k_150_miniature, make_voc_20_miniature
+from tests.conftest import make_tiny_cfg
+
+from pixelclip.trainer import Trainer, labels_output
+
+
+def test_trainer_test_evaluates_with_labels_and_matches_the_logits_path(tmp_path):
+    names = [make_ade20k_150_miniature(tmp_path).register(f"test_tr_ade_{uuid.uuid4().hex[:8]}"),
+             make_voc_20_miniature(tmp_path).register(f"test_tr_voc_{uuid.uuid4().hex[:8]}")]
+    cfg = make_tiny_cfg()
+    cfg.DATASETS.TEST = tuple(names)
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.INPUT.MIN_SIZE_TEST = 64
+    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    seen = []
+    original = model.inference
+    model.inference = lambda batch: seen.append(model.test_output) or original(batch)
+
+    results = Trainer.test(cfg, model)
+    assert set(seen) == {"labels"} and model.test_output == "logits"  # switched for the run only
+    for name in names:
+        model.set_vocabulary(list(Trainer.build_evaluator(cfg, name)._class_names))
+        reference = inference_on_dataset(model, Trainer.build_test_loader(cfg, name), Trainer.build_evaluator(cfg, name))
+        assert json.dumps(results[name]["sem_seg"], sort_keys=True) == json.dumps(reference["sem_seg"], sort_keys=True)
+    assert set(json.loads((tmp_path / "out" / "summary.json").read_text())) == set(names)
+
+
+def test_labels_output_leaves_models_and_evaluators_that_need_logits_alone():
+    model = build_model(make_tiny_cfg())
+
+    class NeedsLogits:
+        pass
+
+    with labels_output(model, NeedsLogits()):
+        assert model.test_output == "logits"
+    with labels_output(model, None):
+        assert model.test_output == "logits"
+    with labels_output(torch.nn.Linear(2, 2), NeedsLogits()):
+        pass
