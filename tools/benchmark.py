@@ -216,8 +216,14 @@ def bench_eval(args, cfg, device) -> List:
             # Exactness on the same logits: the labels path against K×H×W upsampling + argmax.
             sizes = [(r["height"], r["width"]) for r in batches[0]]
             low_res = model._score(clip_batches[0], model.classifier(model.vocabulary))
-            changed = sum(int((upsample_argmax(lg, s) != resize_logits([lg], [s])[0].argmax(0)).sum())
-                          for lg, s in zip(low_res, sizes))
+            changed, worst_gap = 0, 0.0
+            for lg, s in zip(low_res, sizes):
+                ours, full = upsample_argmax(lg, s), resize_logits([lg], [s])[0].argmax(0)
+                diff = ours != full
+                if diff.any():  # how far apart the two labels' scores are, in float64
+                    exact = resize_logits([lg.double()], [s])[0]
+                    gaps = exact.gather(0, full[None])[0][diff] - exact.gather(0, ours[None])[0][diff]
+                    changed, worst_gap = changed + int(diff.sum()), max(worst_gap, float(gaps.abs().max()))
             pixels = sum(h * w for h, w in sizes)
         n = len(records)
         backbone_s, e2e_s, logits_s = (float(np.median([t for t, _ in runs[k]])) for k in ("backbone", "eval", "logits"))
@@ -227,7 +233,8 @@ def bench_eval(args, cfg, device) -> List:
             ["dense backbone alone", args.test_batch, f"{backbone_s / n:.3f}", f"{n / backbone_s:.2f}", "-"],
             ["--eval-only end to end", args.test_batch, f"{e2e_s / n:.3f}", f"{n / e2e_s:.2f}", f"{peak['eval']:.0f}"],
             [f"end to end / backbone (median; repeats: {spread} %)", "", "", f"{100 * backbone_s / e2e_s:.0f} %", ""],
-            [f"with K×H×W logits (labels changed: {changed} of {pixels} pixels)", args.test_batch,
+            [f"with K×H×W logits (labels changed: {changed} of {pixels} pixels"
+             + (f", float ties: score gap ≤ {worst_gap:.0e})" if changed else ")"), args.test_batch,
              f"{logits_s / n:.3f}", f"{n / logits_s:.2f}", f"{peak['logits']:.0f}"],
             ["logits path / backbone", "", "", f"{100 * backbone_s / logits_s:.0f} %", ""],
         ]

@@ -41,6 +41,13 @@ def _channels_last(features: torch.Tensor) -> torch.Tensor:
     return features.float().contiguous(memory_format=torch.channels_last)
 
 
+def _cosine(features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of B×C×h×w features with K×C unit text embeddings -> B×K×h×w. The norm
+    divides the K scores instead of the C features (fewer values when K < C, same result)."""
+    scores = torch.einsum("bchw,kc->bkhw", features, text)
+    return scores / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
 @META_ARCH_REGISTRY.register()
 class PixelCLIP(nn.Module):
     """PixelCLIP (Shin et al., NeurIPS 2024).
@@ -232,12 +239,12 @@ class PixelCLIP(nn.Module):
         r = self.test_feature_resolution
         # Channels-last (C innermost): PyTorch's CPU bilinear kernel is ~15× faster on it for C = 512.
         feats = F.interpolate(_channels_last(feats), size=(r, r), mode="bilinear", align_corners=False)
-        logits = torch.einsum("bchw,kc->bkhw", F.normalize(feats, dim=1), text)
+        logits = _cosine(feats, text)
         if self.test_flip:
             with self._autocast():
                 flipped = self.backbone(images.flip(-1))["clip_dense"]
             flipped = F.interpolate(_channels_last(flipped), size=(r, r), mode="bilinear", align_corners=False).flip(-1)
-            logits = 0.5 * (logits + torch.einsum("bchw,kc->bkhw", F.normalize(flipped, dim=1), text))
+            logits = 0.5 * (logits + _cosine(flipped, text))
         return logits
 
     def _slide_logits(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
