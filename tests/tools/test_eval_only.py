@@ -1,21 +1,16 @@
 """`tools/train_net.py --eval-only` on generated miniatures of every benchmark family, and the demo."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from fixtures.benchmarks import MINIATURE_MAKERS
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.tools.run_tool import REPO, run_tool
 
 
 def _run(args, datasets_root, timeout=600):
-    env = dict(os.environ, DETECTRON2_DATASETS=str(datasets_root), HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return run_tool(args[0], args[1:], datasets_root, timeout=timeout)
 
 
 def _tiny_config(path: Path, extra: str = "") -> Path:

@@ -1,8 +1,5 @@
 """tools/train_net.py end to end on CPU: train, checkpoint, resume exactly, two gloo processes."""
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +8,7 @@ import torch
 from PIL import Image
 
 from pixelclip.data.mask_io import encode_masks, write_mask_file
-
-REPO = Path(__file__).resolve().parents[2]
-TRAIN_NET = REPO / "tools" / "train_net.py"
+from tests.tools.run_tool import REPO, run_tool
 
 
 def make_sa1b_folder(root: Path, num_images: int = 4, size: int = 96) -> Path:
@@ -66,10 +61,8 @@ SEED: 1
     return path
 
 
-def run_train_net(args, datasets_root: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, DETECTRON2_DATASETS=str(datasets_root), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, str(TRAIN_NET), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+def run_train_net(args, datasets_root: Path, timeout: int = 300):
+    return run_tool("tools/train_net.py", args, datasets_root, timeout=timeout, threads=1)
 
 
 def _model_state(path: Path):
