@@ -34,6 +34,9 @@ def add_pixelclip_config(cfg: CN) -> None:
     P.PROMPT_LENGTH = 4  # learnable word slots per prompt
     P.PROMPT_TEMPLATE = "A photo of a {} in the scene"  # {} is filled by the PROMPT_LENGTH slots
     P.PROMPT_INIT_SEED = 0  # seed for drawing the random vocabulary ids that initialise the slots
+    # "" = any vocabulary id (the release); else "a,b,c" or a .txt/.json word file: draw the slots from
+    # the tokens of these words (for a small CLIP whose text encoder only knows its captions' words)
+    P.PROMPT_INIT_WORDS = ""
     P.LEARN_PROMPTS = True  # False freezes the prompt tokens at their initial value (ablation)
     # --- online clustering (pixelclip/modeling/clustering.py) ---
     P.MASK_RESOLUTION = 256  # side of the square grid where masks, mask features and targets live

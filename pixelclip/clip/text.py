@@ -148,7 +148,8 @@ class LearnablePrompts(nn.Module):
     PLACEHOLDER = "x"
 
     def __init__(self, text_encoder: TextEncoder, num_prompts: int = 64, prompt_length: int = 4,
-                 template: str = "A photo of a {} in the scene", init_seed: int = 0, learnable: bool = True):
+                 template: str = "A photo of a {} in the scene", init_seed: int = 0, learnable: bool = True,
+                 init_words: Sequence[str] = ()):
         super().__init__()
         self.text_encoder = text_encoder
         tokens = text_encoder.tokenize([template.format(" ".join([self.PLACEHOLDER] * prompt_length))])
@@ -158,12 +159,26 @@ class LearnablePrompts(nn.Module):
             raise ValueError(f"prompt template '{template}' must hold exactly one '{{}}' and no word '{self.PLACEHOLDER}'")
         self.register_buffer("tokens", tokens, persistent=False)  # 1×L
         self.register_buffer("slot_positions", slots, persistent=False)  # PROMPT_LENGTH
-        # initialised from the token embeddings of random vocabulary ids (fixed seed)
-        vocab_size = text_encoder.token_embedding.weight.shape[0]
+        # initialised from the token embeddings of random vocabulary ids (fixed seed); with
+        # ``init_words``, of random tokens of those words (a small text encoder's known vocabulary)
         generator = torch.Generator().manual_seed(init_seed)
-        ids = torch.randint(0, vocab_size - 2, (num_prompts, prompt_length), generator=generator)  # no SOT/EOT
+        if init_words:
+            pool = torch.unique(torch.cat([self._word_tokens(text_encoder, w) for w in init_words]))
+            ids = pool[torch.randint(0, len(pool), (num_prompts, prompt_length), generator=generator)]
+        else:
+            vocab_size = text_encoder.token_embedding.weight.shape[0]
+            ids = torch.randint(0, vocab_size - 2, (num_prompts, prompt_length), generator=generator)  # no SOT/EOT
         init = text_encoder.token_embedding.weight.detach()[ids.to(text_encoder.device)].clone().float()
         self.prompt_tokens = nn.Parameter(init, requires_grad=learnable)  # K×PROMPT_LENGTH×D
+
+    @staticmethod
+    def _word_tokens(text_encoder: TextEncoder, word: str) -> torch.Tensor:
+        """Token ids of ``word`` without the start / end tokens."""
+        tokens = text_encoder.tokenize([word])[0]
+        ids = tokens[1:][tokens[1:] != 0][:-1]
+        if len(ids) == 0:
+            raise ValueError(f"MODEL.PIXELCLIP.PROMPT_INIT_WORDS: '{word}' gives no token")
+        return ids.cpu()
 
     @property
     def num_prompts(self) -> int:

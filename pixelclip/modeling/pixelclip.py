@@ -36,6 +36,15 @@ def default_vocabulary(cfg) -> Optional[List[str]]:
     return None
 
 
+def _init_words(spec: str) -> List[str]:
+    """PROMPT_INIT_WORDS: "" -> [], else a word list ("a,b,c" or a class/word file)."""
+    if not spec:
+        return []
+    from ..data.vocabulary import load_vocabulary
+
+    return load_vocabulary(spec)
+
+
 def _channels_last(features: torch.Tensor) -> torch.Tensor:
     """B×C×h×w float32 stored as B×h×w×C."""
     return features.float().contiguous(memory_format=torch.channels_last)
@@ -74,6 +83,7 @@ class PixelCLIP(nn.Module):
         prompt_length: int = 4,
         prompt_template: str = "A photo of a {} in the scene",
         prompt_init_seed: int = 0,
+        prompt_init_words: Sequence[str] = (),
         learn_prompts: bool = True,
         mask_resolution: int = 256,
         max_masks: int = 512,
@@ -98,7 +108,7 @@ class PixelCLIP(nn.Module):
         self.clip_resolution = tuple(clip_resolution)
         self.text_encoder = TextEncoder(backbone.clip_model, backbone.tokenizer)
         self.prompts = LearnablePrompts(self.text_encoder, num_prompts, prompt_length, prompt_template,
-                                        prompt_init_seed, learnable=learn_prompts)
+                                        prompt_init_seed, learnable=learn_prompts, init_words=prompt_init_words)
         self.classifier = VocabularyClassifier(self.text_encoder, test_templates)
         self.teacher = MomentumEncoder(backbone.visual, momentum) if use_momentum else None
         self.mask_resolution = mask_resolution
@@ -138,6 +148,7 @@ class PixelCLIP(nn.Module):
             "prompt_length": p.PROMPT_LENGTH,
             "prompt_template": p.PROMPT_TEMPLATE,
             "prompt_init_seed": p.PROMPT_INIT_SEED,
+            "prompt_init_words": _init_words(p.PROMPT_INIT_WORDS),
             "learn_prompts": p.LEARN_PROMPTS,
             "mask_resolution": p.MASK_RESOLUTION,
             "max_masks": p.MAX_MASKS,

@@ -1,4 +1,5 @@
 """Text encoder, vocabulary classifier (templates, synonyms, cache) and learnable prompts."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -66,3 +67,15 @@ def test_prompt_initialisation_is_seeded():
     b = LearnablePrompts(enc, 4, 4, init_seed=1).prompt_tokens
     c = LearnablePrompts(enc, 4, 4, init_seed=2).prompt_tokens
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_prompt_initialisation_from_a_word_list():
+    _, enc = _encoder()
+    words = ["grass", "water", "photo"]
+    prompts = LearnablePrompts(enc, 16, 4, init_seed=0, init_words=words).prompt_tokens
+    allowed = torch.cat([LearnablePrompts._word_tokens(enc, w) for w in words])
+    table = enc.token_embedding.weight.detach()
+    for slot in prompts.reshape(-1, prompts.shape[-1]):
+        assert any(torch.equal(slot, table[i]) for i in allowed)
+    with pytest.raises(ValueError, match="PROMPT_INIT_WORDS"):
+        LearnablePrompts(enc, 2, 4, init_words=["  "])
