@@ -38,8 +38,8 @@ def _linear_taps(in_size: int, out_size: int, device) -> Tuple[torch.Tensor, tor
         w0, w1 (out_size,) float32: the weights of the left and right taps.
     """
     scale = torch.tensor(in_size, dtype=torch.float32) / out_size
-    # (dst + 0.5) * scale - 0.5 rounded once, as the fused multiply-add of PyTorch's CPU kernel does
-    # (the product of two floats is exact in float64).
+    # (dst + 0.5) * scale - 0.5 rounded to float32 once (computed in float64): this reproduces the
+    # weights of PyTorch's CPU kernel exactly (tests/modeling/test_postprocess.py), float32 steps do not.
     src = ((torch.arange(out_size, dtype=torch.float32) + 0.5).double() * scale.double() - 0.5).float().clamp_min(0)
     index = src.to(torch.int64).clamp_max(in_size - 1)
     w1 = (src - index).clamp(0, 1)  # at the last sample both taps read it (edge padding)
@@ -55,10 +55,11 @@ def upsample_argmax(
     A bilinear sample is a convex combination of the 4 corners of its source cell, so within a cell
     a class scores between its smallest and its largest corner logit. The class with the largest
     smallest corner sets a floor, and a class whose largest corner stays below the floor of every
-    cell can win nowhere: on CLIP logits of 150 classes, 5 to 10 classes remain per image. Those are
-    interpolated with PyTorch's taps, weights and operation order (first along x, then along y) and
-    compared; ties go to the lower class id, as ``argmax`` does. The pruning is redone for every
-    block of ``block_rows`` source rows, where fewer classes compete.
+    cell can win nowhere (on the benchmark's 150-class logits, 5 to 56 classes remain per block of
+    source rows). Those are interpolated with PyTorch's taps and weights, first along x, then along y,
+    and compared; ties go to the lower class id, as ``argmax`` does. Labels can differ from the full
+    path only where two classes tie at float precision (PyTorch's contiguous and channels-last kernels
+    differ at that level too). The pruning is redone for every block of ``block_rows`` source rows.
 
     Args:
         logits: K×h×w scores (float).
