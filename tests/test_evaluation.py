@@ -79,7 +79,7 @@ def _mini(tmp_path):
     return mini, name, DatasetCatalog.get(name)
 
 
-def test_evaluator_rejects_wrong_vocabulary_and_size(tmp_path):
+def test_evaluator_rejects_wrong_vocabulary_size_and_labels(tmp_path):
     mini, name, dicts = _mini(tmp_path)
     evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / "eval"))
     evaluator.reset()
@@ -90,6 +90,13 @@ def test_evaluator_rejects_wrong_vocabulary_and_size(tmp_path):
         evaluator.process([dicts[0]], [{"sem_seg": torch.zeros(150, h, 30)}])
     with pytest.raises(KeyError, match="not part of dataset"):
         evaluator.process([{"file_name": "elsewhere.jpg"}], [{"sem_seg": torch.zeros(150, h, w)}])
+    # the same checks for arg-max labels (TEST.OUTPUT labels)
+    with pytest.raises(ValueError, match="expected H×W"):
+        evaluator.process([dicts[0]], [{"sem_seg_labels": torch.zeros(1, h, w, dtype=torch.long)}])
+    with pytest.raises(ValueError, match=r"is \(24, 30\) \(H×W\) but the image is \(24, 32\)"):
+        evaluator.process([dicts[0]], [{"sem_seg_labels": torch.zeros(h, 30, dtype=torch.long)}])
+    with pytest.raises(ValueError, match=r"ids outside 0..149"):
+        evaluator.process([dicts[0]], [{"sem_seg_labels": torch.full((h, w), 150, dtype=torch.long)}])
 
 
 def test_evaluator_reports_a_label_of_the_wrong_size(tmp_path):
@@ -175,16 +182,3 @@ def test_evaluator_takes_argmax_labels_with_the_same_metrics_and_json(tmp_path):
     pred = logits[0].argmax(0).numpy()
     d2 = SemSegEvaluator.encode_json_sem_seg(evaluator, pred, dicts[0]["file_name"])
     assert d2 == [r for r in json_labels if r["file_name"] == dicts[0]["file_name"]]
-
-
-def test_evaluator_checks_argmax_labels(tmp_path):
-    mini, name, dicts = _mini(tmp_path)
-    evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / "eval"))
-    evaluator.reset()
-    h, w = mini.labels[0].shape
-    with pytest.raises(ValueError, match="expected H×W"):
-        evaluator.process([dicts[0]], [{"sem_seg_labels": torch.zeros(1, h, w, dtype=torch.long)}])
-    with pytest.raises(ValueError, match=r"is \(24, 30\) \(H×W\) but the image is \(24, 32\)"):
-        evaluator.process([dicts[0]], [{"sem_seg_labels": torch.zeros(h, 30, dtype=torch.long)}])
-    with pytest.raises(ValueError, match=r"ids outside 0..149"):
-        evaluator.process([dicts[0]], [{"sem_seg_labels": torch.full((h, w), 150, dtype=torch.long)}])
