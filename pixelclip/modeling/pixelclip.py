@@ -244,19 +244,20 @@ class PixelCLIP(nn.Module):
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def _score(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """CLIP-normalised B×3×h×w -> cosine logits B×K×r×r (r = TEST.FEATURE_RESOLUTION)."""
+        """CLIP-normalised B×3×h×w -> cosine logits B×K×r×r (r = TEST.FEATURE_RESOLUTION), averaged
+        with those of the flipped images when TEST.FLIP."""
+        logits = self._cosine_logits(images, text)
+        if self.test_flip:
+            logits = 0.5 * (logits + self._cosine_logits(images.flip(-1), text).flip(-1))
+        return logits
+
+    def _cosine_logits(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         with self._autocast():
             feats = self.backbone(images)["clip_dense"]
         r = self.test_feature_resolution
         # Channels-last (C innermost): PyTorch's CPU bilinear kernel is ~15× faster on it for C = 512.
         feats = F.interpolate(_channels_last(feats), size=(r, r), mode="bilinear", align_corners=False)
-        logits = _cosine(feats, text)
-        if self.test_flip:
-            with self._autocast():
-                flipped = self.backbone(images.flip(-1))["clip_dense"]
-            flipped = F.interpolate(_channels_last(flipped), size=(r, r), mode="bilinear", align_corners=False).flip(-1)
-            logits = 0.5 * (logits + _cosine(flipped, text))
-        return logits
+        return _cosine(feats, text)
 
     def _slide_logits(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Overlapping CLIP_RESOLUTION windows over one normalised 3×H×W image -> K×h'×w' logits on a
