@@ -198,12 +198,11 @@ def bench_eval(args, cfg, device) -> List:
                 model.backbone(x)
 
         def eval_only():  # what tools/train_net.py --eval-only runs
-            results.update(Trainer.test(cfg, model))
+            Trainer.test(cfg, model)
 
         def logits_path():  # K×H×W logits upsampled in one batched call, arg-max in the evaluator
-            logits_results.update(inference_on_dataset(model, loader, evaluator))
+            inference_on_dataset(model, loader, evaluator)
 
-        results, logits_results = {}, {}
         runs = {"backbone": [], "eval": [], "logits": []}
         with torch.no_grad():
             model.backbone(clip_batches[0])  # warm-up
