@@ -23,7 +23,7 @@ class ClipPreprocessor(nn.Module):
         return self.pixel_mean.device
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
-        """3×H×W uint8 -> 3×H×W float, CLIP-normalised, on this module's device."""
+        """(…×)3×H×W uint8 or float -> float, CLIP-normalised, on this module's device."""
         return (image.to(self.device).float() - self.pixel_mean) / self.pixel_std
 
     def batch(self, images: List[torch.Tensor]) -> torch.Tensor:
@@ -35,4 +35,4 @@ class ClipPreprocessor(nn.Module):
             F.interpolate(im.to(self.device).float()[None], size=self.resolution, mode="bilinear", align_corners=False)
             for im in images
         ])
-        return (resized - self.pixel_mean) / self.pixel_std
+        return self.normalize(resized)

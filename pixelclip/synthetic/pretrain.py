@@ -19,7 +19,7 @@ import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import open_clip
