@@ -200,6 +200,17 @@ def evaluate_dense_mode(cfg, dense_mode: str, weights: str = "", output_dir: Opt
     return out
 
 
+def evaluate_methods(cfg, methods: Sequence[str], output_dir: str, weights: Optional[Mapping[str, str]] = None,
+                     benchmarks: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, Optional[float]]]:
+    """:func:`evaluate_all` from names, for scripts such as the synthetic demo: ``methods`` as on the
+    command line (``clip``, ``sclip``, ``pixelclip+naclip``, ...), ``weights`` {name: checkpoint},
+    ``benchmarks`` (default: ``cfg.DATASETS.TEST``). Resumable like the tool (same ``output_dir``
+    layout). Returns {method: {benchmark: mIoU, "mean": ...}}."""
+    rows = parse_methods(list(methods), parse_weights([f"{k}={v}" for k, v in (weights or {}).items()]))
+    columns = parse_benchmarks(list(benchmarks or cfg.DATASETS.TEST))
+    return evaluate_all(cfg, rows, columns, output_dir)["mIoU"]
+
+
 # ----------------------------------------------------------------------------------------------
 # files
 # ----------------------------------------------------------------------------------------------

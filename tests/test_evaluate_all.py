@@ -1,8 +1,10 @@
 """pixelclip.evaluate_all: method and benchmark names, clear errors, the table, cell fingerprints."""
 import json
 import os
+import uuid
 
 import pytest
+from fixtures.benchmarks import MINIATURE_MAKERS
 
 from pixelclip.evaluate_all import (
     Method,
@@ -10,6 +12,8 @@ from pixelclip.evaluate_all import (
     cell_config,
     cell_fingerprint,
     cell_path,
+    evaluate_dense_mode,
+    evaluate_methods,
     format_table,
     parse_benchmarks,
     parse_methods,
@@ -106,3 +110,20 @@ def test_fingerprint_follows_config_and_checkpoint(checkpoint, tmp_path):
     assert base != cell_fingerprint(cell_config(other, method, "voc_2012_test_sem_seg", str(tmp_path / "a")))
     os.utime(checkpoint, ns=(1, 1))  # a re-written checkpoint: the cell is stale
     assert base != cell_fingerprint(cell_config(cfg, method, "voc_2012_test_sem_seg", str(tmp_path / "a")))
+
+
+def test_library_calls_for_scripts_agree(tmp_path):
+    """evaluate_dense_mode (one model, no files) and evaluate_methods (the resumable grid) give the
+    same mIoU for the same config and mode: both build the model as --eval-only does (seeded)."""
+    name = MINIATURE_MAKERS["voc_2012_test_sem_seg"](tmp_path / "datasets").register("test_voc20_" + uuid.uuid4().hex)
+    cfg = make_tiny_cfg()
+    cfg.SEED = 0
+    cfg.DATASETS.TEST = (name,)
+    cfg.DATALOADER.NUM_WORKERS = 0
+    single = evaluate_dense_mode(cfg, "sclip", output_dir=str(tmp_path / "single"))
+    rows = evaluate_methods(cfg, ["sclip", "clip+naclip"], str(tmp_path / "grid"))
+    assert list(rows) == ["sclip", "clip+naclip"]
+    assert rows["sclip"][name] == single[name] is not None
+    assert rows["clip+naclip"]["mean"] == rows["clip+naclip"][name]
+    cell = json.loads(open(cell_path(str(tmp_path / "grid"), "clip+naclip", name)).read())
+    assert cell["dense_mode"] == "naclip" and cell["metrics"]["mIoU"] == rows["clip+naclip"][name]
