@@ -110,8 +110,9 @@ def parse_methods(names: Sequence[str], weights: Mapping[str, str]) -> List[Meth
         except ValueError as e:
             raise ValueError(f"method {name!r}: {e}") from None
         if weights_name != CLIP_WEIGHTS and weights_name not in weights:
+            hint = " (or --weights PATH)" if weights_name == DEFAULT_CHECKPOINT_NAME else ""
             raise ValueError(f"method {name!r} needs the checkpoint '{weights_name}': pass --weights "
-                             f"{weights_name}=PATH" + (" (or --weights PATH)" if weights_name == DEFAULT_CHECKPOINT_NAME else ""))
+                             f"{weights_name}=PATH{hint}")
         if any(m.name == name for m in methods):
             continue
         methods.append(Method(name, weights_name, weights.get(weights_name, ""), mode))
@@ -215,8 +216,9 @@ def evaluate_methods(cfg, methods: Sequence[str], output_dir: str, weights: Opti
 # files
 # ----------------------------------------------------------------------------------------------
 def _atomic_write(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -258,14 +260,19 @@ def protocol_of(cfg) -> Dict[str, object]:
     ])
 
 
-def build_table(cfg, methods: Sequence[Method], benchmarks: Sequence[Tuple[str, str]], output_dir: str) -> dict:
+def build_table(cfg, methods: Sequence[Method], benchmarks: Sequence[Tuple[str, str]], output_dir: str,
+                fingerprints: Optional[Mapping[Tuple[str, str], str]] = None) -> dict:
     """The table from the cell files under ``output_dir``: mIoU per method and benchmark (None where
-    a cell has not run yet) and the mean over benchmarks (None unless every cell of the row is there)."""
+    a cell has not run yet, or, given ``fingerprints`` {(method, column): fingerprint}, where its file
+    is from another config) and the mean over benchmarks (None unless every cell of the row is there)."""
     rows = OrderedDict()
     for m in methods:
         row = OrderedDict()
         for column, _ in benchmarks:
             cell = read_cell(cell_path(output_dir, m.name, column))
+            if cell is not None and fingerprints is not None:
+                if cell.get("fingerprint") != fingerprints[m.name, column]:
+                    cell = None  # computed under another config or checkpoint
             row[column] = None if cell is None else cell["metrics"].get("mIoU")
         values = list(row.values())
         row["mean"] = sum(values) / len(values) if values and all(v is not None for v in values) else None
@@ -319,11 +326,11 @@ def evaluate_all(cfg, methods: Sequence[Method], benchmarks: Sequence[Tuple[str,
         recompute: ignore finished cells.
     """
     plan = []  # [(method, column, cell config, fingerprint)] still to evaluate, decided once on every rank
-    reused = 0
+    reused, fingerprints = 0, {}
     for m in methods:
         for column, dataset in benchmarks:
             cell_cfg = cell_config(cfg, m, dataset, os.path.join(output_dir, "runs", m.name, column))
-            fingerprint = cell_fingerprint(cell_cfg)
+            fingerprint = fingerprints[m.name, column] = cell_fingerprint(cell_cfg)
             done = None if recompute else read_cell(cell_path(output_dir, m.name, column))
             if done is not None and done.get("fingerprint") == fingerprint:
                 reused += 1
@@ -337,7 +344,7 @@ def evaluate_all(cfg, methods: Sequence[Method], benchmarks: Sequence[Tuple[str,
     logger.info("evaluate_all: %d methods × %d benchmarks; %d cells finished earlier, %d to run (%d images)",
                 len(methods), len(benchmarks), reused, len(plan), total)
     if comm.is_main_process():
-        write_table(build_table(cfg, methods, benchmarks, output_dir), output_dir)
+        write_table(build_table(cfg, methods, benchmarks, output_dir, fingerprints), output_dir)
     start, done_images, models = time.perf_counter(), 0, {}
     for index, (m, column, cell_cfg, fingerprint) in enumerate(plan):
         if m.name not in models:
@@ -355,13 +362,13 @@ def evaluate_all(cfg, methods: Sequence[Method], benchmarks: Sequence[Tuple[str,
                 ("images", images[dataset]), ("seconds", round(seconds, 3)), ("metrics", metrics),
             ])
             _atomic_write(cell_path(output_dir, m.name, column), json.dumps(record, indent=2, allow_nan=False) + "\n")
-            write_table(build_table(cfg, methods, benchmarks, output_dir), output_dir)
+            write_table(build_table(cfg, methods, benchmarks, output_dir, fingerprints), output_dir)
         elapsed = time.perf_counter() - start
         eta = elapsed / max(done_images, 1) * (total - done_images)
         logger.info("[%d/%d] %s × %s: mIoU %s (%s); elapsed %s, ETA %s", index + 1, len(plan), m.name, column,
                     "–" if metrics.get("mIoU") is None else f"{metrics['mIoU']:.2f}", _duration(seconds),
                     _duration(elapsed), _duration(eta))
-    table = build_table(cfg, methods, benchmarks, output_dir)
+    table = build_table(cfg, methods, benchmarks, output_dir, fingerprints)
     if comm.is_main_process():
         text = write_table(table, output_dir)
         logger.info("mIoU (%%) of every method and benchmark (%s):\n%s", os.path.join(output_dir, "table.md"), text)

@@ -72,11 +72,11 @@ def test_benchmark_names():
         parse_benchmarks(["kitti"])
 
 
-def _write_cell(out, method, benchmark, miou):
+def _write_cell(out, method, benchmark, miou, fingerprint="fp"):
     path = cell_path(str(out), method, benchmark)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        json.dump({"metrics": {"mIoU": miou, "pACC": 1.0}}, f)
+        json.dump({"fingerprint": fingerprint, "metrics": {"mIoU": miou, "pACC": 1.0}}, f)
 
 
 def test_table_rows_columns_and_mean(tmp_path):
@@ -96,6 +96,12 @@ def test_table_rows_columns_and_mean(tmp_path):
         "| clip | clip | value | 10.00 | 70.50 | 40.25 |",
         "| pixelclip+sclip | pixelclip | sclip | – | 80.25 | – |",
     ]
+    # with the current fingerprints, a cell computed under another config is left out
+    current = {("clip", "ade20k_150"): "fp", ("clip", "voc_20"): "other config",
+               ("pixelclip+sclip", "ade20k_150"): "fp", ("pixelclip+sclip", "voc_20"): "fp"}
+    table = build_table(make_tiny_cfg(), methods, benchmarks, str(tmp_path), current)
+    assert table["mIoU"]["clip"] == {"ade20k_150": 10.0, "voc_20": None, "mean": None}
+    assert table["mIoU"]["pixelclip+sclip"]["voc_20"] == 80.25
 
 
 def test_fingerprint_follows_config_and_checkpoint(checkpoint, tmp_path):

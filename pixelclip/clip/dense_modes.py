@@ -3,7 +3,8 @@
 Each function replaces the last residual block of an open_clip ViT: it takes the block and the
 tokens that enter it, ``x``: B×(1+h*w)×D (CLS first, batch-first), and returns B×(1+h*w)×D tokens
 on which the caller applies ``ln_post`` and ``proj`` (patch tokens only; the CLS token is dropped).
-The value path of MaskCLIP / PixelCLIP's release (``value``) lives in :mod:`pixelclip.clip.dense`.
+PixelCLIP's release path (``value``: MaskCLIP-style, but the residual is the CLS token's input) lives
+in :mod:`pixelclip.clip.dense`.
 
 Notation (one block; open_clip's names): ``y = ln_1(x)``, ``[q, k, v] = y W_in^T + b_in`` split into
 H heads of d = D/H channels (``q_h``: (1+h*w)×d), ``s = d^-1/2``, ``Proj`` = ``out_proj``, ``ls_1`` /
@@ -13,8 +14,9 @@ attention branch (it belongs to the branch, not to the skip connection).
 
 - ``vanilla``: the unmodified block, ``x + ls_1(Proj(softmax(q_h k_h^T s) v_h))`` then the FFN with its
   residual: the "CLIP" row of the training-free papers' tables.
-- ``maskclip``: MaskCLIP (Zhou et al., "Extract Free Dense Labels from CLIP", ECCV 2022; its ViT code): the attention matrix is the
-  identity, so every token keeps its own value, ``x' = x + ls_1(Proj(v))``, ``x'' = x' + ls_2(mlp(ln_2(x')))``.
+- ``maskclip``: MaskCLIP (Zhou et al., "Extract Free Dense Labels from CLIP", ECCV 2022; its ViT
+  code): the attention matrix is the identity, so every token keeps its own value,
+  ``x' = x + ls_1(Proj(v))``, ``x'' = x' + ls_2(mlp(ln_2(x')))``.
 - ``sclip``: SCLIP's Correlative Self-Attention (Wang et al., ECCV 2024, the CSA equation):
   ``Attn = softmax(X W_q W_q^T X^T s) + softmax(X W_k W_k^T X^T s)`` per head, i.e. q-q plus k-k
   attention, the two softmaxes summed (not averaged); ``s = d^-1/2`` as in its code. The residual and

@@ -62,8 +62,8 @@ def _per_head(block, x, attention):
 
 def _ffn_with_residual(block, x):
     z = _layer_norm(x, block.ln_2)
-    z = F.gelu(z @ block.mlp.c_fc.weight.t() + block.mlp.c_fc.bias) @ block.mlp.c_proj.weight.t() + block.mlp.c_proj.bias
-    return x + z
+    z = F.gelu(z @ block.mlp.c_fc.weight.t() + block.mlp.c_fc.bias)
+    return x + z @ block.mlp.c_proj.weight.t() + block.mlp.c_proj.bias
 
 
 def _gaussian_bias(h, w, std):

@@ -87,16 +87,17 @@ def test_evaluate_all_table_equals_cells_and_eval_only_and_resumes(tmp_path):
             assert cells[column] == cell["metrics"]["mIoU"]
             per_cell.append(cell["metrics"]["mIoU"])
         assert cells["mean"] == sum(per_cell) / len(per_cell)
-        assert row == f"| {method} | {table['methods'][method]['weights']} | {table['methods'][method]['dense_mode']} | " \
+        spec = table["methods"][method]
+        assert row == f"| {method} | {spec['weights']} | {spec['dense_mode']} | " \
                       + " | ".join(f"{v:.2f}" for v in per_cell + [cells["mean"]]) + " |"
         values += per_cell
     assert sum(v > 0 for v in values) >= 2 and len(set(values)) >= 3  # the comparisons below are not all 0 = 0
 
     # a cell is what `train_net.py --eval-only` gives for the same weights, DENSE_MODE and dataset
+    test_sets = "(" + ",".join(f'"{d}"' for d in DATASETS.values()) + ",)"
     direct = run_tool("tools/train_net.py", ["--config-file", str(cfg), "--eval-only", "MODEL.WEIGHTS", str(checkpoint),
-                                             "MODEL.PIXELCLIP.DENSE_MODE", "sclip", "OUTPUT_DIR", str(tmp_path / "direct"),
-                                             "DATASETS.TEST", "(" + ",".join(f'"{d}"' for d in DATASETS.values()) + ",)"],
-                      root)
+                                             "MODEL.PIXELCLIP.DENSE_MODE", "sclip", "DATASETS.TEST", test_sets,
+                                             "OUTPUT_DIR", str(tmp_path / "direct")], root)
     assert direct.returncode == 0, direct.stderr[-4000:]
     summary = json.loads((tmp_path / "direct" / "summary.json").read_text())
     for column, dataset in DATASETS.items():
@@ -111,7 +112,8 @@ def test_evaluate_all_table_equals_cells_and_eval_only_and_resumes(tmp_path):
     assert "6 cells finished earlier, 2 to run" in second.stdout + second.stderr
     after = _cells(out)
     assert {k: v for k, v in after.items() if k in before} == before  # same bytes, same modification time
-    assert sorted(set(after) - set(before)) == [Path("cells/clearclip/context_59.json"), Path("cells/clearclip/voc_20.json")]
+    new_cells = sorted(set(after) - set(before))
+    assert new_cells == [Path("cells/clearclip/context_59.json"), Path("cells/clearclip/voc_20.json")]
     table2 = json.loads((out / "table.json").read_text())
     assert {k: v for k, v in table2["mIoU"].items() if k != "clearclip"} == table["mIoU"]
     assert os.path.isfile(out / "runs" / "clearclip" / "voc_20" / "summary.json")
