@@ -5,6 +5,9 @@ path, ``v = out_proj(v_proj(ln_1(x)))``, ``x' = v + x_cls``, ``x'' = x' + mlp(ln
 ``ln_post`` and ``proj`` on every patch token; the CLS token is dropped. Position embeddings are
 bicubically interpolated to the patch grid, so any input size divisible by the patch size works.
 ConvNeXt: trunk features -> the head's norm -> the head's projection, per pixel, no pooling.
+``mode`` (``MODEL.PIXELCLIP.DENSE_MODE``) swaps the ViT's last block for a training-free variant
+(vanilla, MaskCLIP, SCLIP, ClearCLIP, NACLIP: :mod:`pixelclip.clip.dense_modes`); ``value`` is the
+value path above and the only mode of ConvNeXt towers (no attention in their last stage).
 """
 from typing import Tuple
 
@@ -13,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .build import is_convnext, is_vit
+from .dense_modes import VIT_LAST_BLOCKS, check_dense_mode
 
 
 def interpolate_positional_embedding(pos_embed: torch.Tensor, old_grid: Tuple[int, int],
@@ -58,8 +62,10 @@ def value_path_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
-def vit_dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Dense CLIP features of an open_clip ViT: B×3×H×W -> B×C×(H/p)×(W/p)."""
+def vit_dense_features(visual: nn.Module, images: torch.Tensor, mode: str = "value") -> torch.Tensor:
+    """Dense CLIP features of an open_clip ViT: B×3×H×W -> B×C×(H/p)×(W/p); ``mode``: the last
+    block (``value`` or a :data:`pixelclip.clip.dense_modes.VIT_LAST_BLOCKS` key)."""
+    check_dense_mode(mode)
     x, (h, w) = vit_tokens(visual, images)
     blocks = visual.transformer.resblocks
     batch_first = getattr(visual.transformer, "batch_first", True)
@@ -69,7 +75,10 @@ def vit_dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
         x = block(x)
     if not batch_first:
         x = x.transpose(0, 1)
-    x = value_path_block(blocks[-1], x)
+    if mode == "value":
+        x = value_path_block(blocks[-1], x)
+    else:
+        x = VIT_LAST_BLOCKS[mode](blocks[-1], x, (h, w))
     x = visual.ln_post(x[:, 1:])
     if visual.proj is not None:
         x = x @ visual.proj
@@ -84,11 +93,24 @@ def convnext_dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Te
     return x.permute(0, 3, 1, 2).contiguous()
 
 
-def dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Dense features of any supported image tower: B×3×H×W -> B×C×h×w (C = CLIP embedding dim)."""
+def check_tower_dense_mode(visual: nn.Module, mode: str) -> str:
+    """``mode`` if the image tower supports it; a ValueError naming MODEL.PIXELCLIP.DENSE_MODE otherwise."""
+    check_dense_mode(mode)
+    if mode != "value" and not is_vit(visual):
+        raise ValueError(
+            f"MODEL.PIXELCLIP.DENSE_MODE '{mode}' changes the attention of a ViT's last block; the "
+            f"{type(visual).__name__} image tower (ConvNeXt) has no attention in its last stage: use 'value'"
+        )
+    return mode
+
+
+def dense_features(visual: nn.Module, images: torch.Tensor, mode: str = "value") -> torch.Tensor:
+    """Dense features of any supported image tower: B×3×H×W -> B×C×h×w (C = CLIP embedding dim);
+    ``mode`` = MODEL.PIXELCLIP.DENSE_MODE (ConvNeXt: ``value`` only)."""
     if is_vit(visual):
-        return vit_dense_features(visual, images)
+        return vit_dense_features(visual, images, mode)
     if is_convnext(visual):
+        check_tower_dense_mode(visual, mode)
         return convnext_dense_features(visual, images)
     raise TypeError(f"dense features are implemented for open_clip ViT and ConvNeXt towers, not {type(visual).__name__}")
 

@@ -171,6 +171,12 @@ class PixelCLIP(nn.Module):
     def device(self) -> torch.device:
         return self.preprocess.device
 
+    @property
+    def dense_mode(self) -> str:
+        """The backbone's MODEL.PIXELCLIP.DENSE_MODE; the teacher's dense path is the same, so the
+        clustering sees the features the student is trained through."""
+        return getattr(self.backbone, "dense_mode", "value")
+
     def set_vocabulary(self, class_names: Sequence[str]) -> None:
         """Classes that inference scores (e.g. a test dataset's ``stuff_classes``)."""
         if not class_names:
@@ -208,9 +214,9 @@ class PixelCLIP(nn.Module):
         with torch.no_grad():
             if self.teacher is not None:
                 self.teacher.update(visual)  # EMA step at the start of the step, as the release
-                teacher_features = self.teacher(weak)
+                teacher_features = self.teacher(weak, self.dense_mode)
             else:
-                teacher_features = dense_features(visual, weak)
+                teacher_features = dense_features(visual, weak, self.dense_mode)
         student_features = self.backbone(strong)["clip_dense"]  # B×C×h×w
         prompt_embeddings = self.prompts()  # K×C
         targets, valid, assignment = cluster_targets(teacher_features, masks, prompt_embeddings.detach(),
