@@ -23,6 +23,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
 from torch import nn
 
 from ..clip.build import freeze, is_convnext
+from ..clip.dense import convnext_head_per_pixel
 from ..clip.text import TextEncoder, VocabularyClassifier
 
 logger = logging.getLogger(__name__)
@@ -153,8 +154,7 @@ class PixelCLIPFCCLIPBackbone(Backbone):
         x = trunk.norm_pre(x)
         out["clip_vis_dense"] = x.contiguous()
         # PixelCLIP's dense features: the head's norm and projection on every position, no pooling
-        dense = self.clip_model.visual.head(trunk.head.norm(x).permute(0, 2, 3, 1))
-        out["clip_dense"] = dense.permute(0, 3, 1, 2).contiguous()
+        out["clip_dense"] = convnext_head_per_pixel(self.clip_model.visual, x)
         return out
 
     def mask_pool(self, features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

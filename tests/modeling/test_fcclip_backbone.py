@@ -123,3 +123,21 @@ def test_bad_configs():
     cfg.MODEL.FC_CLIP.CLIP_MODEL_NAME = "PixelCLIP-Tiny-ViT"
     with pytest.raises(TypeError, match="ConvNeXt"):
         build_backbone(cfg)
+
+
+def test_text_side_on_the_sequence_first_open_clip_fcclip_was_written_for():
+    import copy
+
+    from pixelclip.clip.build import build_clip_model
+    from tests.clip.test_text import _sequence_first_blocks, _sequence_first_encode_text, _SequenceFirstTransformer
+
+    torch.manual_seed(0)
+    model, tokenizer = build_clip_model("PixelCLIP-Tiny-ConvNeXt", "")
+    legacy = copy.deepcopy(model)
+    legacy.transformer = _SequenceFirstTransformer(_sequence_first_blocks(model.transformer))
+    backbone = PixelCLIPFCCLIPBackbone(clip_model=legacy, tokenizer=tokenizer, model_name="PixelCLIP-Tiny-ConvNeXt")
+    tokens = backbone.tokenize_text(["a photo of a cat.", "There is a large grass in the scene."])
+    with torch.no_grad():
+        expected = _sequence_first_encode_text(legacy, tokens)  # FC-CLIP's own CLIP.encode_text
+        torch.testing.assert_close(backbone.encode_text(tokens), expected, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(backbone.encode_text(tokens), model.encode_text(tokens), atol=1e-6, rtol=1e-6)
