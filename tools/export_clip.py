@@ -25,11 +25,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
-from pixelclip import add_pixelclip_config  # noqa: E402
+from pixelclip import get_pixelclip_cfg  # noqa: E402
 from pixelclip.clip.build import ClipWeightsError  # noqa: E402
 from pixelclip.export import (  # noqa: E402
     ExportError,
@@ -43,12 +42,7 @@ logger = logging.getLogger("pixelclip.tools.export_clip")
 
 
 def _cfg(args):
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    return cfg
+    return get_pixelclip_cfg(args.config_file, args.opts)  # the recipe, then the file
 
 
 def _model_name(args) -> str:
