@@ -1,5 +1,6 @@
 """Shared fixtures: tiny PixelCLIP configs built on CPU, no network."""
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a download in tests
 
@@ -10,6 +11,8 @@ import pixelclip  # noqa: E402,F401
 from pixelclip import get_pixelclip_cfg  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 
 def make_tiny_cfg(model_name: str = "PixelCLIP-Tiny-ViT", **overrides):
