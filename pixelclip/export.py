@@ -340,13 +340,6 @@ def merge_visual_weights(weights: str, target: str, prefix: str, output: str, mo
     prefix = MERGE_PREFIXES.get(prefix, prefix)
     if prefix and not prefix.endswith("."):
         prefix += "."
-    if model_name:
-        source = {k: v for k, v in _checked_clip(model_name, weights, use_teacher).state_dict().items()}
-    else:
-        source = clip_state_dict(load_state_dict_file(weights), use_teacher)
-    visual = {k: v for k, v in source.items() if k.startswith("visual.")}
-    if not visual:
-        raise ExportError(f"{weights} holds no image-encoder ('visual.*') weights")
     container = read_checkpoint(target)
     if isinstance(container, Mapping) and isinstance(container.get("model"), Mapping):
         target_sd = container["model"]
@@ -358,6 +351,13 @@ def merge_visual_weights(weights: str, target: str, prefix: str, output: str, mo
         others = sorted({k[:k.index("visual.")] for k in map(str, target_sd)
                          if re.search(r"(^|\.)visual\.(conv1|trunk)\.", k)})
         raise ExportError(no_clip_in_target_message(weights, target, prefix, model_name, others))
+    if model_name:
+        source = {k: v for k, v in _checked_clip(model_name, weights, use_teacher).state_dict().items()}
+    else:
+        source = clip_state_dict(load_state_dict_file(weights), use_teacher)
+    visual = {k: v for k, v in source.items() if k.startswith("visual.")}
+    if not visual:
+        raise ExportError(f"{weights} holds no image-encoder ('visual.*') weights")
     absent = sorted(prefix + k for k in visual if prefix + k not in target_sd)
     mismatched = [f"{prefix + k}: ours {tuple(v.shape)} vs target {tuple(np.shape(target_sd[prefix + k]))}"
                   for k, v in sorted(visual.items())
