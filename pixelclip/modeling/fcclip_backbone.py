@@ -165,9 +165,9 @@ class PixelCLIPFCCLIPBackbone(Backbone):
         """Mask-pooled trunk features B×Q×C5 -> CLIP embeddings B×Q×dim_latent (the head's norm and
         projection on each pooled vector; ``masks`` is unused for ConvNeXt, as in FC-CLIP)."""
         batch, queries, channels = x.shape
-        y = self.clip_model.visual.trunk.head(x.reshape(batch * queries, channels, 1, 1))
-        y = self.clip_model.visual.head(y)
-        return y.view(batch, queries, y.shape[-1])
+        # one position per query: FC-CLIP's pooled head (trunk.head, then visual.head), for every head kind
+        y = convnext_head_per_pixel(self.clip_model.visual, x.reshape(batch * queries, channels, 1, 1))
+        return y.view(batch, queries, y.shape[1])
 
     def tokenize_text(self, text: List[str]) -> torch.Tensor:
         """Texts -> N×L token ids (CPU), at the model's context length."""

@@ -75,6 +75,10 @@ def test_one_hot_mask_pooling_and_visual_prediction(backbone):
         embedded = backbone.visual_prediction_forward(pooled)  # B×Q×dim_latent
     assert embedded.shape == (1, 2, backbone.dim_latent)
     torch.testing.assert_close(embedded[0, 0], features["clip_dense"][0, :, 1, 2], atol=1e-5, rtol=1e-5)
+    visual = backbone.clip_model.visual  # FC-CLIP's own formula: the trunk's pooled head on 1×1, then open_clip's head
+    with torch.no_grad():
+        fcclip = visual.head(visual.trunk.head(pooled.reshape(2, -1, 1, 1))).view(1, 2, -1)
+    torch.testing.assert_close(embedded, fcclip, atol=1e-6, rtol=1e-6)
     # FC-CLIP resizes 1/4-resolution mask predictions to the CLIP feature size inside the pooling
     pooled_hr = backbone.mask_pool(clip_feature, torch.randn(1, 5, 16, 24))
     assert pooled_hr.shape == (1, 5, clip_feature.shape[1])
