@@ -1,27 +1,38 @@
-"""Every configuration key of PixelCLIP, its default (the authors' release) and its meaning.
+"""Every configuration key of PixelCLIP, its default and its meaning.
 
 Shin et al., "Towards Open-Vocabulary Semantic Segmentation Without Semantic Labels", NeurIPS 2024.
-Defaults are the ViT-B/16 values of the release (see shared METHOD.md); per-backbone YAMLs in
-``configs/`` override what differs (ConvNeXt: full fine-tuning, 640² input, EPS 1).
+:func:`add_pixelclip_config` adds PixelCLIP's own keys and changes no key Detectron2 (or a framework
+such as Mask2Former / FC-CLIP) has already set, so adding it to another model's config changes nothing
+about that model. ``MODEL.PIXELCLIP.*`` defaults are the release's ViT-B/16 values; the keys this adds in
+Detectron2's own sections (``INPUT.*``, ``SOLVER.*``, ``TEST.*``) default to what Detectron2 does without
+them. The paper's training recipe (meta-architecture, CLIP normalisation, AdamW, lr multipliers,
+clipping, crops, batch size, ...) is ``configs/Base-PixelCLIP.yaml``, which every config inherits;
+per-backbone YAMLs override what differs (ConvNeXt: full fine-tuning, 640² input, EPS 1).
 """
+from pathlib import Path
+from typing import Sequence
+
 from detectron2.config import CfgNode as CN
 
 # CLIP's normalisation in 0-255 units (OpenAI CLIP / open_clip's OPENAI_DATASET_MEAN/STD × 255).
 CLIP_PIXEL_MEAN = [122.7709383, 116.7460125, 104.09373615]
 CLIP_PIXEL_STD = [68.5005327, 66.6321579, 70.32316305]
 
+# The recipe every PixelCLIP config inherits (in the source checkout, beside the package).
+BASE_CONFIG_FILE = Path(__file__).resolve().parents[1] / "configs" / "Base-PixelCLIP.yaml"
+
+
+def _add_if_absent(node: CN, key: str, value) -> None:
+    """Add ``key`` to ``node`` unless another config function already did (Mask2Former and FC-CLIP
+    add some of the same keys, e.g. ``INPUT.COLOR_AUG_SSD``); their value is kept."""
+    if key not in node:
+        node[key] = value
+
 
 def add_pixelclip_config(cfg: CN) -> None:
-    """Add PixelCLIP's keys to a Detectron2 config in place (idempotent)."""
+    """Add PixelCLIP's keys to a Detectron2 config in place (idempotent); no existing key changes."""
     if hasattr(cfg.MODEL, "PIXELCLIP"):
         return
-    cfg.MODEL.META_ARCHITECTURE = "PixelCLIP"
-    cfg.MODEL.BACKBONE.NAME = "PixelCLIPBackbone"
-    cfg.MODEL.BACKBONE.FREEZE_AT = 0  # the CLIP_FINETUNE policy decides what trains, not FREEZE_AT
-    cfg.MODEL.PIXEL_MEAN = list(CLIP_PIXEL_MEAN)
-    cfg.MODEL.PIXEL_STD = list(CLIP_PIXEL_STD)
-    cfg.MODEL.WEIGHTS = ""
-
     cfg.MODEL.PIXELCLIP = CN()
     P = cfg.MODEL.PIXELCLIP
     # --- CLIP model (pixelclip/clip/build.py) ---
@@ -75,47 +86,20 @@ def add_pixelclip_config(cfg: CN) -> None:
     cfg.MODEL.DINO.KMEANS_ITERS = 20  # Lloyd iterations
     cfg.MODEL.DINO.INPUT_SIZE = 448  # square side the image is resized to for DINO
 
-    # --- data ---
-    cfg.INPUT.FORMAT = "RGB"
-    cfg.INPUT.DATASET_MAPPER_NAME = "pixelclip_unlabeled"  # name in pixelclip.data.MAPPER_REGISTRY
-    cfg.INPUT.MIN_SIZE_TRAIN = (1024,)  # short side before the crop
-    cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"
-    cfg.INPUT.MAX_SIZE_TRAIN = 4096
-    cfg.INPUT.MIN_SIZE_TEST = 640  # short side at test time
-    cfg.INPUT.MAX_SIZE_TEST = 2560
-    cfg.INPUT.CROP.ENABLED = True
-    cfg.INPUT.CROP.TYPE = "absolute"
-    cfg.INPUT.CROP.SIZE = (640, 640)
-    cfg.INPUT.COLOR_AUG_SSD = True  # SSD photometric distortion on both views
-    cfg.INPUT.STRONG_AUG = True  # a strongly colour-augmented student view (teacher sees the weak one)
-    cfg.INPUT.SIZE_DIVISIBILITY = -1
+    # --- data (keys Detectron2 lacks; the recipe's values are in configs/Base-PixelCLIP.yaml) ---
+    _add_if_absent(cfg.INPUT, "DATASET_MAPPER_NAME", "pixelclip_unlabeled")  # pixelclip.data.MAPPER_REGISTRY name
+    _add_if_absent(cfg.INPUT, "COLOR_AUG_SSD", False)  # SSD photometric distortion on both views (recipe: True)
+    _add_if_absent(cfg.INPUT, "STRONG_AUG", False)  # a strongly colour-augmented student view (recipe: True)
+    _add_if_absent(cfg.INPUT, "TEST_MAPPER_NAME", "")  # "" = SemanticTestMapper; else a MAPPER_REGISTRY name
 
-    # --- solver (pixelclip/solver.py) ---
-    cfg.SOLVER.OPTIMIZER = "ADAMW"
-    cfg.SOLVER.BASE_LR = 2e-4
-    cfg.SOLVER.BASE_LR_END = 1e-4  # the cosine schedule ends here (D2 key, set to the release's value)
-    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
-    cfg.SOLVER.WARMUP_ITERS = 0
-    cfg.SOLVER.WEIGHT_DECAY = 1e-4
-    cfg.SOLVER.WEIGHT_DECAY_NORM = 1e-4
-    cfg.SOLVER.WEIGHT_DECAY_EMBED = 1e-4
-    cfg.SOLVER.MAX_ITER = 10000
-    cfg.SOLVER.IMS_PER_BATCH = 48
-    cfg.SOLVER.CHECKPOINT_PERIOD = 1000
-    cfg.SOLVER.CLIP_MULTIPLIER = 0.01  # lr multiplier of the CLIP image-encoder parameters
-    cfg.SOLVER.PROMPT_MULTIPLIER = 10.0  # lr multiplier of the learnable prompt tokens
-    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
-    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"  # full_model: one L2 norm over all parameters
-    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.01
-    cfg.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
-
-    cfg.TEST.IMS_PER_BATCH = 1  # images per inference batch (any size works)
-    cfg.TEST.EVAL_PERIOD = 0
-    cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False
+    # --- solver (pixelclip/solver.py; keys Detectron2 lacks) ---
+    _add_if_absent(cfg.SOLVER, "OPTIMIZER", "SGD")  # SGD (what Detectron2 builds) | ADAMW (recipe)
+    _add_if_absent(cfg.SOLVER, "CLIP_MULTIPLIER", 1.0)  # lr multiplier of the CLIP image encoder (recipe: 0.01)
+    _add_if_absent(cfg.SOLVER, "PROMPT_MULTIPLIER", 1.0)  # lr multiplier of the learnable prompts (recipe: 10)
+    _add_if_absent(cfg.TEST, "IMS_PER_BATCH", 1)  # images per inference batch (any size works)
 
     # --- zero-shot mask classification (issue 7: pixelclip/modeling/mask_classifier.py,
     # zero_shot_mask_classifier.py, data/mask_classification_mapper.py, projects/MaskClassification) ---
-    cfg.INPUT.TEST_MAPPER_NAME = ""  # "" = SemanticTestMapper; else the MAPPER_REGISTRY name the test loader uses
     cfg.MODEL.MASK_CLASSIFIER = CN()
     M = cfg.MODEL.MASK_CLASSIFIER
     M.MODE = "dense"  # dense: mean of dense features in each mask (PixelCLIP); crop: masked crops, global embedding
@@ -141,3 +125,24 @@ def add_pixelclip_config(cfg: CN) -> None:
     M.PROPOSAL_MODEL.MASK_THRESHOLD = 0.5  # soft pred_masks (probabilities; logits get a sigmoid) above this are in
     M.PROPOSAL_MODEL.SCORE_THRESHOLD = 0.0  # proposals with a lower score are dropped
     M.PROPOSAL_MODEL.USE_CLASS_SCORES = True  # ensemble the proposal model's own class scores with CLIP's (ALPHA / BETA)
+
+
+def get_pixelclip_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CN:
+    """Detectron2's defaults + :func:`add_pixelclip_config` + the recipe (``configs/Base-PixelCLIP.yaml``),
+    then ``config_file`` (which usually inherits the recipe already) and ``opts`` (``KEY VALUE ...``).
+
+    Raises:
+        FileNotFoundError: the recipe file is not beside the package (it ships with the source checkout).
+    """
+    from detectron2.config import get_cfg
+
+    if not BASE_CONFIG_FILE.is_file():
+        raise FileNotFoundError(f"PixelCLIP's recipe {BASE_CONFIG_FILE} is missing: it ships with the source "
+                                "checkout of pixelclip-d2 (configs/), which an editable install keeps")
+    cfg = get_cfg()
+    add_pixelclip_config(cfg)
+    cfg.merge_from_file(str(BASE_CONFIG_FILE))
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    return cfg

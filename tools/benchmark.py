@@ -25,7 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.evaluation import inference_on_dataset  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
@@ -35,7 +34,7 @@ from PIL import Image  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
-from pixelclip import add_pixelclip_config  # noqa: E402
+from pixelclip import get_pixelclip_cfg  # noqa: E402
 from pixelclip.data.datasets.ade20k import register_ade20k_150  # noqa: E402
 from pixelclip.data.test_mapper import SemanticTestMapper  # noqa: E402
 from pixelclip.modeling.postprocess import resize_logits, upsample_argmax  # noqa: E402
@@ -100,8 +99,7 @@ def timed(fn: Callable[[], None], device: torch.device, iters: int, warmup: int 
 
 
 def make_cfg(args) -> "CfgNode":  # noqa: F821
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
+    cfg = get_pixelclip_cfg()  # the paper's recipe (configs/Base-PixelCLIP.yaml)
     cfg.MODEL.DEVICE = args.device
     cfg.MODEL.PIXELCLIP.CLIP_MODEL_NAME = args.model
     cfg.MODEL.PIXELCLIP.CLIP_PRETRAINED = ""  # random weights: timing only

@@ -21,12 +21,11 @@ import torch  # noqa: E402
 import tqdm  # noqa: E402
 from PIL import Image  # noqa: E402
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
-from pixelclip import add_pixelclip_config  # noqa: E402
+from pixelclip import get_pixelclip_cfg  # noqa: E402
 from pixelclip.clip.build import ClipWeightsError  # noqa: E402
 from pixelclip.data.test_mapper import SemanticTestMapper  # noqa: E402
 from pixelclip.data.vocabulary import load_vocabulary  # noqa: E402
@@ -61,10 +60,7 @@ def main():
     args = parser.parse_args()
     setup_logger(name="pixelclip")
 
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = get_pixelclip_cfg(args.config_file, args.opts)
     cfg.DATASETS.TEST = ()
     cfg.freeze()
     vocabulary = load_vocabulary(args.vocabulary)

@@ -1,15 +1,17 @@
 #!/usr/bin/env python
 """Export PixelCLIP's fine-tuned CLIP for other frameworks, or import the authors' release.
 
-    # (a) open_clip checkpoint (FC-CLIP: CLIP_MODEL_NAME + CLIP_PRETRAINED_WEIGHTS)
-    python tools/export_clip.py open-clip --weights output/pixelclip_convnext_b/model_final.pth \\
-        --model-name convnext_base_w_320 --output pixelclip_convnext_b_open_clip.pt
-    # (b) OpenAI-layout ViT state dict (OpenAI's clip.load(path); ZegFormer's CLIP_PRETRAINED)
+    # (a) open_clip checkpoint (FC-CLIP: CLIP_MODEL_NAME + CLIP_PRETRAINED_WEIGHTS, e.g. with a released
+    #     FC-CLIP checkpoint as MODEL.WEIGHTS: those do not store the CLIP)
+    python tools/export_clip.py open-clip --weights output/pixelclip_convnext_l/model_final.pth \\
+        --model-name convnext_large_d_320 --output pixelclip_convnext_l_open_clip.pt
+    # (b) OpenAI-layout ViT state dict (OpenAI's clip.load(path) / build_model; ZegFormer's CLIP_PRETRAINED)
     python tools/export_clip.py openai --weights output/pixelclip_vitb/model_final.pth \\
         --config-file configs/pixelclip_vitb.yaml --output pixelclip_vitb16_openai.pt
-    # (c) replace the image encoder inside another D2 checkpoint (prefix: fcclip | zegformer | any)
+    # (c) replace the image encoder inside another D2 checkpoint that stores one (prefix: fcclip |
+    #     zegformer | any); a checkpoint without '<prefix>visual.*' is refused with the route that fits it
     python tools/export_clip.py merge --weights output/pixelclip_convnext_l/model_final.pth \\
-        --model-name convnext_large_d_320 --target fcclip_cocopan.pth --prefix fcclip --output fcclip_pixelclip.pth
+        --model-name convnext_large_d_320 --target my_fcclip/model_final.pth --prefix fcclip --output fcclip_pixelclip.pth
     # the authors' release -> this project's checkpoint layout (MODEL.WEIGHTS)
     python tools/export_clip.py import-release --release pixelclip_vit_base.pth \\
         --config-file configs/pixelclip_vitb.yaml --output pixelclip_vitb_release.pth
@@ -25,11 +27,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
-from pixelclip import add_pixelclip_config  # noqa: E402
+from pixelclip import get_pixelclip_cfg  # noqa: E402
 from pixelclip.clip.build import ClipWeightsError  # noqa: E402
 from pixelclip.export import (  # noqa: E402
     ExportError,
@@ -43,12 +44,7 @@ logger = logging.getLogger("pixelclip.tools.export_clip")
 
 
 def _cfg(args):
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    return cfg
+    return get_pixelclip_cfg(args.config_file, args.opts)  # the recipe, then the file
 
 
 def _model_name(args) -> str:

@@ -11,20 +11,16 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
 
 import pixelclip  # noqa: E402,F401  (registers PixelCLIP's components)
-from pixelclip import add_pixelclip_config  # noqa: E402
+from pixelclip import get_pixelclip_cfg  # noqa: E402
 from pixelclip.clip.build import ClipWeightsError  # noqa: E402
 from pixelclip.trainer import Trainer  # noqa: E402
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = get_pixelclip_cfg(args.config_file, args.opts)  # the recipe, then the file (which inherits it)
     cfg.freeze()
     default_setup(cfg, args)
     return cfg

@@ -106,6 +106,21 @@ def is_convnext(visual: nn.Module) -> bool:
     return hasattr(visual, "trunk") and hasattr(visual.trunk, "stages")
 
 
+def blocks_batch_first(transformer: nn.Module) -> bool:
+    """Whether the residual blocks of an open_clip ``Transformer`` take N×L×D (else L×N×D).
+
+    open_clip 2.26 to 3.x record it in ``transformer.batch_first`` (their ``forward`` takes N×L×D
+    either way and transposes around the blocks itself). Older releases have no such attribute: their
+    blocks use ``nn.MultiheadAttention``'s sequence-first default (and ``forward`` takes L×N×D, which is
+    why FC-CLIP's ``encode_text`` permutes). Later ones without ``nn.MultiheadAttention`` are batch-first.
+    Callers that run the blocks themselves transpose by this, and are then right for every version.
+    """
+    if hasattr(transformer, "batch_first"):
+        return bool(transformer.batch_first)
+    attn = getattr(transformer.resblocks[0], "attn", None)
+    return not isinstance(attn, nn.MultiheadAttention) or bool(attn.batch_first)
+
+
 def _trainable(name: str, policy: str) -> bool:
     if policy == "full":
         return True

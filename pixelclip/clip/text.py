@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torch import nn
 
-from .build import freeze
+from .build import blocks_batch_first, freeze
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,14 @@ class TextEncoder(nn.Module):
     def encode_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Token embeddings N×L×D (their ids N×L tell where EOT is) -> text features N×C."""
         x = embeddings + self.positional_embedding.to(embeddings.dtype)
-        x = self.transformer(x, attn_mask=self.attn_mask)
+        # the blocks run here, in their own layout (open_clip < 2.26 is sequence-first, later batch-first)
+        sequence_first = not blocks_batch_first(self.transformer)
+        if sequence_first:
+            x = x.transpose(0, 1)
+        for block in self.transformer.resblocks:
+            x = block(x, attn_mask=self.attn_mask)
+        if sequence_first:
+            x = x.transpose(0, 1)
         x = self.ln_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), self._pool_index(tokens)]
         if self.text_projection is None:

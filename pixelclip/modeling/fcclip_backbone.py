@@ -23,6 +23,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
 from torch import nn
 
 from ..clip.build import freeze, is_convnext
+from ..clip.dense import convnext_head_per_pixel
 from ..clip.text import TextEncoder, VocabularyClassifier
 
 logger = logging.getLogger(__name__)
@@ -153,8 +154,7 @@ class PixelCLIPFCCLIPBackbone(Backbone):
         x = trunk.norm_pre(x)
         out["clip_vis_dense"] = x.contiguous()
         # PixelCLIP's dense features: the head's norm and projection on every position, no pooling
-        dense = self.clip_model.visual.head(trunk.head.norm(x).permute(0, 2, 3, 1))
-        out["clip_dense"] = dense.permute(0, 3, 1, 2).contiguous()
+        out["clip_dense"] = convnext_head_per_pixel(self.clip_model.visual, x)
         return out
 
     def mask_pool(self, features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -165,9 +165,9 @@ class PixelCLIPFCCLIPBackbone(Backbone):
         """Mask-pooled trunk features B×Q×C5 -> CLIP embeddings B×Q×dim_latent (the head's norm and
         projection on each pooled vector; ``masks`` is unused for ConvNeXt, as in FC-CLIP)."""
         batch, queries, channels = x.shape
-        y = self.clip_model.visual.trunk.head(x.reshape(batch * queries, channels, 1, 1))
-        y = self.clip_model.visual.head(y)
-        return y.view(batch, queries, y.shape[-1])
+        # one position per query: FC-CLIP's pooled head (trunk.head, then visual.head), for every head kind
+        y = convnext_head_per_pixel(self.clip_model.visual, x.reshape(batch * queries, channels, 1, 1))
+        return y.view(batch, queries, y.shape[1])
 
     def tokenize_text(self, text: List[str]) -> torch.Tensor:
         """Texts -> N×L token ids (CPU), at the model's context length."""

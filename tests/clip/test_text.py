@@ -1,7 +1,10 @@
 """Text encoder, vocabulary classifier (templates, synonyms, cache) and learnable prompts."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pixelclip.clip.build import build_clip_model
 from pixelclip.clip.text import LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
@@ -79,3 +82,53 @@ def test_prompt_initialisation_from_a_word_list():
         assert any(torch.equal(slot, table[i]) for i in allowed)
     with pytest.raises(ValueError, match="PROMPT_INIT_WORDS"):
         LearnablePrompts(enc, 2, 4, init_words=["  "])
+
+
+class _SequenceFirstTransformer(nn.Module):
+    """open_clip < 2.26's Transformer: no ``batch_first`` attribute; blocks and ``forward`` take L×N×D."""
+
+    def __init__(self, resblocks: nn.ModuleList):
+        super().__init__()
+        self.resblocks = resblocks
+
+    def forward(self, x, attn_mask=None):
+        for block in self.resblocks:
+            x = block(x, attn_mask=attn_mask)
+        return x
+
+
+def _sequence_first_blocks(transformer) -> nn.ModuleList:
+    blocks = copy.deepcopy(transformer.resblocks)
+    for block in blocks:
+        block.attn.batch_first = False  # nn.MultiheadAttention's default, as in open_clip < 2.26
+    return blocks
+
+
+def _sequence_first_encode_text(model, tokens):
+    """The text path of open_clip < 2.26, which FC-CLIP's own ``CLIP.encode_text`` copies: permute N×L×D to
+    L×N×D around the transformer, EOT (arg-max id) pooling, then the projection."""
+    x = model.token_embedding(tokens) + model.positional_embedding
+    x = model.transformer(x.permute(1, 0, 2), attn_mask=model.attn_mask).permute(1, 0, 2)
+    x = model.ln_final(x)
+    return x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ model.text_projection
+
+
+def test_text_encoder_follows_both_open_clip_layouts():
+    model, enc = _encoder()
+    tokens = enc.tokenize(["a photo of a dog.", "sky", "a b c d e f"])
+    expected = model.encode_text(tokens)  # open_clip 3.3.0, batch-first
+    # open_clip 2.26 to 3.x built with batch_first=False: forward still takes N×L×D, the blocks L×N×D
+    flipped = copy.deepcopy(model)
+    flipped.transformer.batch_first = False
+    flipped.transformer.resblocks = _sequence_first_blocks(model.transformer)
+    torch.testing.assert_close(flipped.encode_text(tokens), expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(TextEncoder(flipped, enc.tokenizer)(tokens), expected, atol=1e-6, rtol=1e-6)
+    # open_clip < 2.26 (what FC-CLIP's code was written for): no batch_first attribute, L×N×D throughout
+    legacy = copy.deepcopy(model)
+    legacy.transformer = _SequenceFirstTransformer(_sequence_first_blocks(model.transformer))
+    assert not hasattr(legacy.transformer, "batch_first")
+    reference = _sequence_first_encode_text(legacy, tokens)
+    torch.testing.assert_close(reference, expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(TextEncoder(legacy, enc.tokenizer)(tokens), reference, atol=1e-6, rtol=1e-6)
+    with pytest.raises(RuntimeError):  # the layouts really differ: batch-first input breaks the legacy stack
+        legacy.transformer(model.token_embedding(tokens) + model.positional_embedding, attn_mask=model.attn_mask)

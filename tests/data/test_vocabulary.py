@@ -67,7 +67,7 @@ def test_class_files(tmp_path):
 
 def test_dataset_names_and_packaged_names():
     assert load_vocabulary("voc_2012_test_background_sem_seg")[-1] == "background"
-    assert len(load_vocabulary("ade20k_full_sem_seg_freq_val_all")) == 847
+    assert len(load_vocabulary("pixelclip_ade20k_full_sem_seg_freq_val_all")) == 847
     assert load_vocabulary("cityscapes19")[6] == "traffic light"
 
 

@@ -75,6 +75,10 @@ def test_one_hot_mask_pooling_and_visual_prediction(backbone):
         embedded = backbone.visual_prediction_forward(pooled)  # B×Q×dim_latent
     assert embedded.shape == (1, 2, backbone.dim_latent)
     torch.testing.assert_close(embedded[0, 0], features["clip_dense"][0, :, 1, 2], atol=1e-5, rtol=1e-5)
+    visual = backbone.clip_model.visual  # FC-CLIP's own formula: the trunk's pooled head on 1×1, then open_clip's head
+    with torch.no_grad():
+        fcclip = visual.head(visual.trunk.head(pooled.reshape(2, -1, 1, 1))).view(1, 2, -1)
+    torch.testing.assert_close(embedded, fcclip, atol=1e-6, rtol=1e-6)
     # FC-CLIP resizes 1/4-resolution mask predictions to the CLIP feature size inside the pooling
     pooled_hr = backbone.mask_pool(clip_feature, torch.randn(1, 5, 16, 24))
     assert pooled_hr.shape == (1, 5, clip_feature.shape[1])
@@ -123,3 +127,21 @@ def test_bad_configs():
     cfg.MODEL.FC_CLIP.CLIP_MODEL_NAME = "PixelCLIP-Tiny-ViT"
     with pytest.raises(TypeError, match="ConvNeXt"):
         build_backbone(cfg)
+
+
+def test_text_side_on_the_sequence_first_open_clip_fcclip_was_written_for():
+    import copy
+
+    from pixelclip.clip.build import build_clip_model
+    from tests.clip.test_text import _sequence_first_blocks, _sequence_first_encode_text, _SequenceFirstTransformer
+
+    torch.manual_seed(0)
+    model, tokenizer = build_clip_model("PixelCLIP-Tiny-ConvNeXt", "")
+    legacy = copy.deepcopy(model)
+    legacy.transformer = _SequenceFirstTransformer(_sequence_first_blocks(model.transformer))
+    backbone = PixelCLIPFCCLIPBackbone(clip_model=legacy, tokenizer=tokenizer, model_name="PixelCLIP-Tiny-ConvNeXt")
+    tokens = backbone.tokenize_text(["a photo of a cat.", "There is a large grass in the scene."])
+    with torch.no_grad():
+        expected = _sequence_first_encode_text(legacy, tokens)  # FC-CLIP's own CLIP.encode_text
+        torch.testing.assert_close(backbone.encode_text(tokens), expected, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(backbone.encode_text(tokens), model.encode_text(tokens), atol=1e-6, rtol=1e-6)

@@ -11,8 +11,9 @@ import logging
 import os
 from typing import Dict, List, Sequence
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image, UnidentifiedImageError
+
+from ..registry import register_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -112,18 +113,16 @@ def register_sem_seg(
     gt_suffix: str = "",
     image_suffix: str = "",
     prepare_hint: str = "",
+    alias: bool = True,
     **extra_metadata,
-) -> None:
-    """Register a semantic-segmentation benchmark (lazily) and set its metadata.
+) -> List[str]:
+    """Register a semantic-segmentation benchmark (lazily) as ``pixelclip_<name>`` and, when free,
+    ``name`` (see :func:`pixelclip.data.registry.register_dataset`); returns the names registered.
 
     Metadata: ``stuff_classes``, ``ignore_label``, ``evaluator_type="sem_seg"``, ``image_root``,
     ``sem_seg_root``, plus ``extra_metadata``.
     """
-    if name in DatasetCatalog.list():
-        raise ValueError(
-            f"dataset {name!r} is already registered; register this benchmark under another name"
-        )
-    DatasetCatalog.register(
+    return register_dataset(
         name,
         functools.partial(
             load_sem_seg_pairs,
@@ -135,8 +134,7 @@ def register_sem_seg(
             image_suffix=image_suffix,
             prepare_hint=prepare_hint,
         ),
-    )
-    MetadataCatalog.get(name).set(
+        alias=alias,
         stuff_classes=list(stuff_classes),
         ignore_label=ignore_label,
         evaluator_type="sem_seg",

@@ -14,8 +14,7 @@ import os
 import re
 from typing import Any, Dict, List, Tuple
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
+from ..registry import register_dataset
 from .unlabeled_folder import load_unlabeled_folder
 
 __all__ = ["sa1b_layout", "load_sa1b", "register_sa1b"]
@@ -52,9 +51,8 @@ def load_sa1b(root: str) -> List[Dict[str, Any]]:
 
 
 def register_sa1b(name: str, root: str) -> None:
-    """Register the SA-1B root ``root`` as the training set ``name`` (lazy)."""
-    DatasetCatalog.register(name, lambda: load_sa1b(root))
-    MetadataCatalog.get(name).set(root=root, evaluator_type="unlabeled")
+    """Register the SA-1B root ``root`` as the training set ``name`` (lazy; also ``pixelclip_<name>``)."""
+    register_dataset(name, lambda: load_sa1b(root), root=root, evaluator_type="unlabeled")
 
 
 def register_all_sa1b(datasets_root: str) -> None:

@@ -13,9 +13,10 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 
 from ..mask_io import TEMP_MARKER
+from ..registry import register_dataset
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -106,13 +107,12 @@ def register_unlabeled_folder(
 ) -> None:
     """Register an images folder (+ masks folder) as the training set ``name``.
 
-    Loading is lazy (on ``DatasetCatalog.get(name)``). Metadata: ``image_root``, ``mask_root``,
+    Loading is lazy (on ``DatasetCatalog.get(name)``); also registered as ``pixelclip_<name>``
+    (:func:`pixelclip.data.registry.register_dataset`). Metadata: ``image_root``, ``mask_root``,
     ``evaluator_type="unlabeled"`` and any extra ``metadata``.
     """
-    DatasetCatalog.register(name, lambda: load_unlabeled_folder(image_root, mask_root))
-    MetadataCatalog.get(name).set(
-        image_root=image_root, mask_root=mask_root, evaluator_type="unlabeled", **metadata
-    )
+    register_dataset(name, lambda: load_unlabeled_folder(image_root, mask_root),
+                     image_root=image_root, mask_root=mask_root, evaluator_type="unlabeled", **metadata)
 
 
 def register_all_unlabeled(root: str) -> None:
