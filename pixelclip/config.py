@@ -29,6 +29,9 @@ def add_pixelclip_config(cfg: CN) -> None:
     P.CLIP_PRETRAINED = "openai"  # open_clip pretrained tag, a local checkpoint file, or "" for random init
     P.CLIP_FINETUNE = "attention"  # which image-encoder weights train: attention|full|conv|prompt|none
     P.CLIP_RESOLUTION = (320, 320)  # (H, W) the image is resized to before the CLIP image encoder
+    # MODEL.WEIGHTS that leave the image encoder, the prompts or the decoder without weights (another model's
+    # checkpoint) stop the run (pixelclip/checkpoint.py); True loads such a file partially on purpose
+    P.ALLOW_PARTIAL_WEIGHTS = False
     # --- learnable class prompts (pixelclip/clip/text.py) ---
     P.NUM_PROMPTS = 64  # K, number of global semantic clusters / learnable class prompts
     P.PROMPT_LENGTH = 4  # learnable word slots per prompt

@@ -2,6 +2,7 @@
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a download in tests
+os.environ.setdefault("PIXELCLIP_TEXT_CACHE", "off")  # no text-embedding files in the user's cache (tests opt in)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ...errors import DatasetError
 from .unlabeled_folder import load_unlabeled_folder
 
 __all__ = ["sa1b_layout", "load_sa1b", "register_sa1b"]
@@ -39,9 +40,9 @@ def load_sa1b(root: str) -> List[Dict[str, Any]]:
     """Dataset dicts of an SA-1B root (no file is opened); ``image_id`` is the number in
     ``sa_<number>.jpg``."""
     if not os.path.isdir(root):
-        raise FileNotFoundError(
-            f"SA-1B root {root!r} does not exist; see datasets/README.md (SA-1B) to download and "
-            "prepare it, or set $DETECTRON2_DATASETS")
+        raise DatasetError(
+            f"SA-1B root {root!r} does not exist",
+            "download and prepare it (datasets/README.md, SA-1B), or set $DETECTRON2_DATASETS to the folder holding sa1b/")
     image_root, mask_root = sa1b_layout(root)
     dicts = load_unlabeled_folder(image_root, mask_root)
     for d in dicts:
