@@ -179,7 +179,8 @@ class Trainer(DefaultTrainer):
         results, failures = OrderedDict(), OrderedDict()
         for idx, name in enumerate(cfg.DATASETS.TEST):
             try:
-                results[name] = cls._test_one(cfg, model, net, name, evaluators[idx] if evaluators is not None else None)
+                evaluator = evaluators[idx] if evaluators is not None else None
+                results[name] = cls._test_one(cfg, model, net, name, evaluator)
             except PixelCLIPError as e:
                 if comm.get_world_size() > 1:  # the other ranks wait for this one: stop them all
                     raise

@@ -16,15 +16,17 @@ import os
 import sys
 from typing import List, Optional
 
-import torch
-from detectron2.utils.logger import setup_logger
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's pixelclip
 
-from pixelclip.masks import BinaryMaskAdapter, DinoKMeansMasker, SamMasker, build_dino_backbone, build_sam
-from pixelclip.masks.generate import Masker, generate_masks
-from pixelclip.masks.sam import SAM_MODEL_TYPES
-from pixelclip.errors import ConfigError, DatasetError
-from pixelclip.preflight import check_output_dir
-from pixelclip.utils.cli import run_tool
+import torch  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from pixelclip.errors import ConfigError, DatasetError  # noqa: E402
+from pixelclip.masks import BinaryMaskAdapter, DinoKMeansMasker, SamMasker, build_dino_backbone, build_sam  # noqa: E402
+from pixelclip.masks.generate import Masker, generate_masks  # noqa: E402
+from pixelclip.masks.sam import SAM_MODEL_TYPES  # noqa: E402
+from pixelclip.preflight import check_output_dir  # noqa: E402
+from pixelclip.utils.cli import run_tool  # noqa: E402
 
 logger = logging.getLogger("pixelclip.tools.generate_masks")
 

@@ -11,7 +11,6 @@ import logging
 from typing import List, Tuple
 
 import open_clip
-import torch
 from torch import nn
 
 from . import MODEL_CONFIG_DIR  # noqa: F401  (registers pixelclip/clip/model_configs with open_clip)

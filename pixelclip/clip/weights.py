@@ -144,7 +144,8 @@ def locate_clip_weights(model_name: str, pretrained: str, cache_dir: Optional[st
     if _offline():
         reason = "HF_HUB_OFFLINE is set"
     else:
-        host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname if hf_hub else urlparse(url).hostname
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co") if hf_hub else url
+        host = urlparse(endpoint).hostname
         if network_reachable(host):
             return ClipWeights(model_name, pretrained, None, "download")
         reason = f"{host} cannot be reached"

@@ -1,17 +1,16 @@
 """Vocabularies: the packaged class-name lists and load_vocabulary's specs and errors."""
 import json
-import logging
 
 import pytest
 
 import pixelclip  # noqa: F401  (registers the datasets)
-from pixelclip.errors import VocabularyError
 from pixelclip.data.vocabulary import (
     PACKAGED_VOCABULARIES,
     VOCABULARY_DIR,
     load_vocabulary,
     packaged_vocabulary,
 )
+from pixelclip.errors import VocabularyError
 
 SIZES = {"ade150": 150, "ade847": 847, "pc59": 59, "pc60": 60, "pc459": 459, "coco_stuff171": 171,
          "voc20": 20, "voc21": 21, "cityscapes19": 19}

@@ -11,7 +11,6 @@ import re
 import runpy
 import sys
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,8 +53,8 @@ def _unique(prefix: str) -> str:
 # ------------------------------------------------------------------------ caught before the run starts
 def test_a_config_key_that_does_not_exist_names_the_nearest_ones(tmp_path, monkeypatch):
     cfg = _tiny_config(tmp_path / "tiny.yaml")
-    code, _, err = _in_process("tools/train_net.py", ["--config-file", cfg, "--eval-only", "OUTPUT_DIR",
-                                                      tmp_path / "out", "MODEL.PIXELCLIP.NUM_PROMPT", "16"], monkeypatch)
+    code, _, err = _in_process("tools/train_net.py", ["--config-file", cfg, "--eval-only", "OUTPUT_DIR", tmp_path / "out",
+                                                      "MODEL.PIXELCLIP.NUM_PROMPT", "16"], monkeypatch)
     assert code == 1
     assert _one_line(err, "train_net") == (
         "[train_net] command line: config key MODEL.PIXELCLIP.NUM_PROMPT does not exist — did you mean "

@@ -42,7 +42,8 @@ def load_sa1b(root: str) -> List[Dict[str, Any]]:
     if not os.path.isdir(root):
         raise DatasetError(
             f"SA-1B root {root!r} does not exist",
-            "download and prepare it (datasets/README.md, SA-1B), or set $DETECTRON2_DATASETS to the folder holding sa1b/")
+            "download and prepare it (datasets/README.md, SA-1B), or set $DETECTRON2_DATASETS to the folder "
+            "holding sa1b/")
     image_root, mask_root = sa1b_layout(root)
     dicts = load_unlabeled_folder(image_root, mask_root)
     for d in dicts:
