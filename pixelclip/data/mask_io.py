@@ -21,6 +21,7 @@ import numpy as np
 from pycocotools import mask as mask_util
 
 from ..errors import PixelCLIPError
+from ..utils.io import TEMP_MARKER
 
 __all__ = [
     "MaskFileError",
@@ -33,8 +34,8 @@ __all__ = [
     "TEMP_MARKER",
 ]
 
-# Temporary files are "<target>.tmp-<token>" beside the target, renamed onto it when complete.
-TEMP_MARKER = ".tmp-"
+# Temporary files are "<target>.tmp-<token>" beside the target, renamed onto it when complete
+# (TEMP_MARKER, shared with pixelclip/utils/io.py).
 
 PathLike = Union[str, os.PathLike]
 
