@@ -112,13 +112,15 @@ def test_every_test_dataset_is_checked_before_the_first_runs(tmp_path, monkeypat
     code, _, err = _in_process("tools/train_net.py", ["--config-file", cfg, "--eval-only", "OUTPUT_DIR", out,
                                                       "DATASETS.TEST", names], monkeypatch)
     root = tmp_path / "datasets"
-    assert code == 1 and _one_line(err, "train_net") == (
+    line = _one_line(err, "train_net")
+    assert code == 1 and line.startswith(
         f"[train_net] 3 of 3 test datasets cannot be evaluated: {ade}: image folder "
         f"{root}/ADEChallengeData2016/images/validation does not exist (prepare it with "
         f"datasets/prepare_ade20k_150.py); {voc}: image folder {root}/VOCdevkit/VOC2012/JPEGImages does not exist "
         "(prepare it with datasets/prepare_voc.py); 'ade20k_150_tset_sem_seg' is not a registered dataset "
-        "(nearest: ade20k_150_test_sem_seg, ade20k_sem_seg_val, voc_2012_test_sem_seg) — prepare them "
-        "(datasets/README.md, datasets/prepare_*.py) or remove them from DATASETS.TEST")
+        "(nearest: ade20k_150_test_sem_seg, "), line  # the other near names depend on what tests registered
+    assert line.endswith(") — prepare them (datasets/README.md, datasets/prepare_*.py) or remove them from "
+                         "DATASETS.TEST")
     assert os.listdir(out) == []  # nothing was evaluated, no partial summary
 
 
