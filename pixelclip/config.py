@@ -43,6 +43,9 @@ def add_pixelclip_config(cfg: CN) -> None:
     # last ViT block of the dense path, for student, EMA teacher and inference alike: value (the release's
     # MaskCLIP-style value path)|vanilla|maskclip|sclip|clearclip|naclip (pixelclip/clip/dense_modes.py); ConvNeXt: value
     P.DENSE_MODE = "value"
+    # MODEL.WEIGHTS that leave the image encoder, the prompts or the decoder without weights (another model's
+    # checkpoint) stop the run (pixelclip/checkpoint.py); True loads such a file partially on purpose
+    P.ALLOW_PARTIAL_WEIGHTS = False
     # --- learnable class prompts (pixelclip/clip/text.py) ---
     P.NUM_PROMPTS = 64  # K, number of global semantic clusters / learnable class prompts
     P.PROMPT_LENGTH = 4  # learnable word slots per prompt

@@ -30,11 +30,11 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
+from .checkpoint import build_checkpointer
 from .clip.dense_modes import DENSE_MODES, check_dense_mode
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def build_model_for(cell_cfg):
 
     seed_all_rng(None if cell_cfg.SEED < 0 else cell_cfg.SEED + comm.get_rank())
     model = Trainer.build_model(cell_cfg)
-    DetectionCheckpointer(model, save_dir=cell_cfg.OUTPUT_DIR).resume_or_load(cell_cfg.MODEL.WEIGHTS, resume=False)
+    build_checkpointer(cell_cfg, model, cell_cfg.OUTPUT_DIR).resume_or_load(cell_cfg.MODEL.WEIGHTS, resume=False)
     return model
 
 

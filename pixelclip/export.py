@@ -23,13 +23,15 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
+
+from .errors import PixelCLIPError
+from .utils.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ _RELEASE_HEAD_MAP = (
 _DECODER_CONVS_WITHOUT_BIAS_IN_RELEASE = ("2.0", "3.0", "5.0", "6.0")
 
 
-class ExportError(RuntimeError):
+class ExportError(PixelCLIPError, RuntimeError):
     """A checkpoint that cannot be exported, merged or imported; the message says why."""
 
 
@@ -116,23 +118,12 @@ def load_state_dict_file(path: str) -> Dict[str, torch.Tensor]:
 
 
 def save_checkpoint(obj: object, path: str, as_pickle: bool = False) -> None:
-    """Write ``obj`` with ``torch.save`` (or ``pickle`` for ``.pkl`` targets) atomically: a temporary
-    file beside ``path``, then ``os.replace``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        if as_pickle:
-            with open(tmp, "wb") as f:
-                pickle.dump(obj, f)
-        else:
-            torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``obj`` with ``torch.save`` (or ``pickle`` for ``.pkl`` targets) atomically
+    (:func:`pixelclip.utils.io.atomic_write`: temporary file beside ``path``, fsync, rename)."""
+    if as_pickle:
+        atomic_write(path, writer=lambda f: pickle.dump(obj, f))
+    else:
+        atomic_write(path, writer=lambda f: torch.save(obj, f))
 
 
 # ------------------------------------------------------------------------------------ CLIP out
@@ -191,11 +182,31 @@ def build_clip_from_weights(model_name: str, weights: str = "", use_teacher: boo
         try:
             model.load_state_dict(clip_state_dict(sd, use_teacher), strict=True)
         except (RuntimeError, ExportError) as e:
-            raise ClipWeightsError(f"the CLIP in {weights} ({layout} layout) does not fit '{model_name}': {e}") from e
+            raise ClipWeightsError(f"the CLIP in {weights} ({layout} layout) does not fit '{model_name}': "
+                                   f"{_one_line_load_error(e)}",
+                                   "give the CLIP_MODEL_NAME the checkpoint was trained with") from e
         logger.info("CLIP %s: %s weights from %s (%s layout)", model_name,
                     "EMA-teacher" if use_teacher else "fine-tuned", weights, layout)
         return model, tokenizer
     return build_clip_model(model_name, weights)
+
+
+def _one_line_load_error(error: Exception) -> str:
+    """torch's multi-line ``load_state_dict`` error as one line with counts and a few names."""
+    from .checkpoint import describe_keys
+
+    text = str(error)
+    parts = []
+    for label, pattern in (("missing", r'Missing key\(s\) in state_dict: ([^\n]*)'),
+                           ("unexpected", r'Unexpected key\(s\) in state_dict: ([^\n]*)')):
+        m = re.search(pattern, text)
+        if m:
+            keys = re.findall(r'"([^"]+)"', m.group(1))
+            parts.append(f"{describe_keys(keys)} {label}")
+    shapes = re.findall(r"size mismatch for ([^:]+):", text)
+    if shapes:
+        parts.append(f"{describe_keys(shapes, 'shapes')} differ")
+    return "; ".join(parts) if parts else " ".join(text.split())[:300]
 
 
 def _checked_clip(model_name: str, weights: str, use_teacher: bool) -> nn.Module:
@@ -207,8 +218,9 @@ def _checked_clip(model_name: str, weights: str, use_teacher: bool) -> nn.Module
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise ExportError(f"the CLIP in {weights} does not fit the open_clip architecture '{model_name}' "
-                          f"(set --model-name to the CLIP_MODEL_NAME it was trained with): {e}") from e
+        raise ExportError(f"the CLIP in {weights} does not fit the open_clip architecture '{model_name}': "
+                          f"{_one_line_load_error(e)}",
+                          "set --model-name to the CLIP_MODEL_NAME it was trained with") from e
     return model.eval()
 
 

@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a download in tests
+os.environ.setdefault("PIXELCLIP_TEXT_CACHE", "off")  # no text-embedding files in the user's cache (tests opt in)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

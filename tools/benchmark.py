@@ -11,6 +11,8 @@ Tasks:
   eval   the end-to-end ``--eval-only`` path (``Trainer.test``: data loader, model, SemSegEvaluator,
          summary) on a generated ADE20K-150-layout folder, next to the dense backbone alone on the
          same images; also the same path with K×H×W logits (TEST.OUTPUT logits) for comparison
+  text   the text embeddings of a --num-classes vocabulary with the imagenet_select templates: first
+         encoding vs a new model of the same weights reading them from the disk cache (a second run)
 Peak memory: CUDA's max allocated memory, or the growth of resident memory (RSS) on CPU.
 """
 import argparse
@@ -237,6 +239,32 @@ def bench_eval(args, cfg, device) -> List:
         ]
 
 
+def bench_text(args, cfg, device) -> List:
+    """First encoding of a vocabulary vs reading it back from the disk cache
+    (``pixelclip/clip/text_cache.py``) in a new model with the same weights, as a second run does."""
+    from pixelclip.clip.text import get_templates
+
+    text_cfg = cfg.clone()
+    text_cfg.MODEL.PIXELCLIP.TEST.TEMPLATES = "imagenet_select"
+    names = [f"class {i}" for i in range(args.num_classes)]
+    label = f"text embeddings ({args.num_classes} classes × {len(get_templates('imagenet_select'))} templates)"
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for kind in ("first run: encoded", "next runs: disk cache"):
+            torch.manual_seed(args.seed)  # the same random weights, so the same cache key
+            model = build_model(text_cfg).to(device).eval()
+            model.classifier._cache.cache_dir = cache
+            with PeakMemory(device) as mem:
+                start = time.perf_counter()
+                model.classifier(names)
+                _sync(device)
+                seconds = time.perf_counter() - start
+            rows.append([f"{label}, {kind}", args.num_classes, f"{seconds:.3f}",
+                         f"{args.num_classes / seconds:.1f}", f"{mem.peak_mb:.0f}"])
+            del model
+    return rows
+
+
 def get_stuff_classes(name: str) -> List[str]:
     from detectron2.data import MetadataCatalog
 
@@ -247,7 +275,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--model", default="ViT-B-16-quickgelu", help="open_clip architecture (random weights)")
-    parser.add_argument("--tasks", default="train,infer,eval")
+    parser.add_argument("--tasks", default="train,infer,eval", help="any of train,infer,eval,text")
     parser.add_argument("--clip-resolution", type=int, default=320)
     parser.add_argument("--crop", type=int, default=640)
     parser.add_argument("--num-masks", type=int, default=64)
@@ -272,7 +300,7 @@ def main():
     device = torch.device(args.device)
     cfg = make_cfg(args)
     rows = []
-    tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval}
+    tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval, "text": bench_text}
     for task in args.tasks.split(","):
         rows += tasks[task](args, cfg, device)
     title = (f"PixelCLIP {args.model} | CLIP input {args.clip_resolution}² | crop {args.crop}² | K=64 | "

@@ -16,14 +16,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
-from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import pixelclip  # noqa: E402,F401  (registers PixelCLIP's components and datasets)
-from pixelclip import add_pixelclip_config  # noqa: E402
-from pixelclip.clip.build import ClipWeightsError  # noqa: E402
+from pixelclip.errors import ConfigError  # noqa: E402
 from pixelclip.evaluate_all import (  # noqa: E402
     BENCHMARKS,
     DEFAULT_BENCHMARKS,
@@ -34,6 +30,8 @@ from pixelclip.evaluate_all import (  # noqa: E402
     parse_methods,
     parse_weights,
 )
+from pixelclip.preflight import setup_pixelclip_logger  # noqa: E402
+from pixelclip.utils.cli import WorkerGuard, load_config, run_tool  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -51,14 +49,11 @@ def parse_args(argv=None):
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(args.config_file, args.opts, freeze=False)  # the recipe, then the file
     cfg.OUTPUT_DIR = args.output or os.path.join(cfg.OUTPUT_DIR, "evaluate_all")
     cfg.freeze()
     default_setup(cfg, args)
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="pixelclip")
+    setup_pixelclip_logger(cfg.OUTPUT_DIR)
     return cfg
 
 
@@ -69,14 +64,16 @@ def main(args):
         methods = parse_methods([m for m in args.methods.split(",") if m], weights)
         benchmarks = parse_benchmarks([b for b in args.benchmarks.split(",") if b])
     except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"[evaluate_all] {e}")
-    try:
-        return evaluate_all(cfg, methods, benchmarks, cfg.OUTPUT_DIR, recompute=args.recompute)
-    except ClipWeightsError as e:
-        sys.exit(f"[evaluate_all] {e}")
+        raise ConfigError(str(e), "see tools/evaluate_all.py --help") from None
+    return evaluate_all(cfg, methods, benchmarks, cfg.OUTPUT_DIR, recompute=args.recompute)
+
+
+def launch_main():
+    args = parse_args()
+    workers = args.num_gpus * args.num_machines
+    launch(WorkerGuard("evaluate_all", main) if workers > 1 else main, args.num_gpus, num_machines=args.num_machines,
+           machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
 
 
 if __name__ == "__main__":
-    args = parse_args()
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-           dist_url=args.dist_url, args=(args,))
+    run_tool("evaluate_all", launch_main)

@@ -18,6 +18,8 @@
 
 ``--teacher`` exports the EMA teacher's image encoder instead of the student's. Each command prints
 a JSON report (for ``merge``: every key it replaced) and writes it to ``<output>.report.json``.
+Files are written atomically. Mistakes end with one line, ``[export_clip] <what> — <what to do>``
+(``--debug``: the traceback).
 """
 import argparse
 import json
@@ -30,8 +32,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
-from pixelclip import get_pixelclip_cfg  # noqa: E402
-from pixelclip.clip.build import ClipWeightsError  # noqa: E402
 from pixelclip.export import (  # noqa: E402
     ExportError,
     export_open_clip,
@@ -39,12 +39,15 @@ from pixelclip.export import (  # noqa: E402
     load_release_checkpoint,
     merge_visual_weights,
 )
+from pixelclip.preflight import check_output_dir  # noqa: E402
+from pixelclip.utils.cli import load_config, run_tool  # noqa: E402
+from pixelclip.utils.io import atomic_write  # noqa: E402
 
 logger = logging.getLogger("pixelclip.tools.export_clip")
 
 
 def _cfg(args):
-    return get_pixelclip_cfg(args.config_file, args.opts)  # the recipe, then the file
+    return load_config(args.config_file, args.opts, freeze=False)
 
 
 def _model_name(args) -> str:
@@ -98,26 +101,23 @@ def main(argv=None) -> int:
                                 "(sem_seg_head.predictor.clip_model.) or a literal key prefix")
         p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args(argv)
-    setup_logger(name="pixelclip")
-    try:
-        if args.command == "open-clip":
-            report = export_open_clip(args.weights, _model_name(args), args.output, args.teacher)
-        elif args.command == "openai":
-            report = export_openai(args.weights, _model_name(args), args.output, args.teacher, args.fp16)
-        elif args.command == "merge":
-            name = args.model_name or (args.config_file and _model_name(args)) or None
-            merged = merge_visual_weights(args.weights, args.target, args.prefix, args.output, name, args.teacher)
-            report = {"output": merged.output, "prefix": merged.prefix, "replaced": merged.replaced}
-        else:
-            report = _import_release(args)
-    except (ExportError, ClipWeightsError, FileNotFoundError) as e:
-        sys.exit(f"[export_clip] {e}")
+    setup_logger(name="pixelclip", abbrev_name="pixelclip")
+    check_output_dir(os.path.dirname(os.path.abspath(args.output)))
+    if args.command == "open-clip":
+        report = export_open_clip(args.weights, _model_name(args), args.output, args.teacher)
+    elif args.command == "openai":
+        report = export_openai(args.weights, _model_name(args), args.output, args.teacher, args.fp16)
+    elif args.command == "merge":
+        name = args.model_name or (args.config_file and _model_name(args)) or None
+        merged = merge_visual_weights(args.weights, args.target, args.prefix, args.output, name, args.teacher)
+        report = {"output": merged.output, "prefix": merged.prefix, "replaced": merged.replaced}
+    else:
+        report = _import_release(args)
     text = json.dumps(report, indent=2)
-    with open(args.output + ".report.json", "w", encoding="utf-8") as f:  # beside the output, for the record
-        f.write(text + "\n")
+    atomic_write(args.output + ".report.json", text + "\n")  # beside the output, for the record
     print(text)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool("export_clip", main)

@@ -8,6 +8,7 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torch import nn
 
 from .build import blocks_batch_first, freeze
+from .text_cache import TextEmbeddingCache
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ class TextEncoder(nn.Module):
 
 
 class VocabularyClassifier(nn.Module):
-    """Unit-norm text embeddings of a vocabulary, cached per (vocabulary, templates, device).
+    """Unit-norm text embeddings of a vocabulary, cached per (vocabulary, templates, device), in
+    memory and on disk (keyed by the text weights' content too; ``text_cache.py``).
 
     A class name ``"a, b"`` lists synonyms: each synonym's embedding is the normalised mean over the
     templates, and the class embedding is the normalised mean over its synonyms.
@@ -116,7 +118,7 @@ class VocabularyClassifier(nn.Module):
         self.text_encoder = text_encoder
         self.templates = tuple(templates)
         self.batch_size = batch_size
-        self._cache: Dict[tuple, torch.Tensor] = {}
+        self._cache: Dict[tuple, torch.Tensor] = TextEmbeddingCache(text_encoder)  # memory + disk
         # new text weights (a checkpoint load) invalidate cached embeddings
         self.register_load_state_dict_post_hook(lambda module, keys: module.clear_cache())
 
@@ -126,7 +128,13 @@ class VocabularyClassifier(nn.Module):
     @torch.no_grad()
     def _encode_texts(self, texts: List[str]) -> torch.Tensor:
         chunks = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
-        feats = [self.text_encoder(self.text_encoder.tokenize(chunk)) for chunk in chunks]
+        if len(chunks) > 1:
+            logger.info("Encoding %d texts on %s in %d batches ...", len(texts), self.text_encoder.device, len(chunks))
+        feats = []
+        for i, chunk in enumerate(chunks):
+            feats.append(self.text_encoder(self.text_encoder.tokenize(chunk)))
+            if len(chunks) > 1:
+                logger.info("Encoded %d / %d texts", min((i + 1) * self.batch_size, len(texts)), len(texts))
         return F.normalize(torch.cat(feats).float(), dim=-1)
 
     def forward(self, class_names: Sequence[str]) -> torch.Tensor:

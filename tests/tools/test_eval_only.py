@@ -51,6 +51,7 @@ def test_eval_only_on_every_benchmark_family(tmp_path):
     for name in names:
         assert name in rows, name
         assert 0.0 <= rows[name]["mIoU"] <= 100.0
+        assert rows[name]["images"] == 2  # every miniature has 2 images, all evaluated
     table = (tmp_path / "out" / "summary.md").read_text()
     assert all(name in table for name in names) and "mIoU" in table
 

@@ -14,6 +14,7 @@ import os
 import re
 from typing import Any, Dict, List, Tuple
 
+from ...errors import DatasetError
 from ..registry import register_dataset
 from .unlabeled_folder import load_unlabeled_folder
 
@@ -38,9 +39,10 @@ def load_sa1b(root: str) -> List[Dict[str, Any]]:
     """Dataset dicts of an SA-1B root (no file is opened); ``image_id`` is the number in
     ``sa_<number>.jpg``."""
     if not os.path.isdir(root):
-        raise FileNotFoundError(
-            f"SA-1B root {root!r} does not exist; see datasets/README.md (SA-1B) to download and "
-            "prepare it, or set $DETECTRON2_DATASETS")
+        raise DatasetError(
+            f"SA-1B root {root!r} does not exist",
+            "download and prepare it (datasets/README.md, SA-1B), or set $DETECTRON2_DATASETS to the folder "
+            "holding sa1b/")
     image_root, mask_root = sa1b_layout(root)
     dicts = load_unlabeled_folder(image_root, mask_root)
     for d in dicts:
