@@ -324,7 +324,7 @@ def _fcclip_released_layout() -> dict:
     }}
 
 
-def test_merge_refuses_a_checkpoint_without_clip_and_names_the_route(tmp_path):
+def test_merge_refuses_a_checkpoint_without_clip_and_names_the_route(tmp_path, capsys):
     ckpt = _save(_trained_model("PixelCLIP-Tiny-ViT"), tmp_path / "pixelclip.pth")
     released = tmp_path / "fcclip_cocopan.pth"
     torch.save(_fcclip_released_layout(), released)
@@ -343,9 +343,16 @@ def test_merge_refuses_a_checkpoint_without_clip_and_names_the_route(tmp_path):
         merge_visual_weights(ckpt, str(zeg), "zegformer", str(tmp_path / "out.pth"))
     assert "MODEL.SEM_SEG_HEAD.CLIP_PRETRAINED pixelclip_openai.pt" in str(err.value)
     assert not (tmp_path / "out.pth").exists()
-    with pytest.raises(SystemExit, match="Released FC-CLIP checkpoints do not store the frozen CLIP"):  # the tool
-        _export_tool().main(["merge", "--weights", ckpt, "--model-name", "PixelCLIP-Tiny-ViT", "--target",
-                             str(released), "--prefix", "fcclip", "--output", str(tmp_path / "out.pth")])
+    # the tool, as its command line runs it: one line on stderr, exit status 1
+    tool = _export_tool()
+    argv = ["export_clip.py", "merge", "--weights", ckpt, "--model-name", "PixelCLIP-Tiny-ViT", "--target",
+            str(released), "--prefix", "fcclip", "--output", str(tmp_path / "out.pth")]
+    with pytest.raises(SystemExit) as exit_info:
+        tool.run_tool("export_clip", lambda: tool.main(argv[1:]), argv=argv)
+    assert exit_info.value.code == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("[export_clip] refusing to merge") and "\n" not in line
+    assert "Released FC-CLIP checkpoints do not store the frozen CLIP" in line
 
 
 def test_released_fcclip_route_keeps_the_exported_clip(tmp_path):
