@@ -10,7 +10,7 @@ clipping, crops, batch size, ...) is ``configs/Base-PixelCLIP.yaml``, which ever
 per-backbone YAMLs override what differs (ConvNeXt: full fine-tuning, 640² input, EPS 1).
 """
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from detectron2.config import CfgNode as CN
 
@@ -93,7 +93,6 @@ def add_pixelclip_config(cfg: CN) -> None:
     _add_if_absent(cfg.INPUT, "DATASET_MAPPER_NAME", "pixelclip_unlabeled")  # pixelclip.data.MAPPER_REGISTRY name
     _add_if_absent(cfg.INPUT, "COLOR_AUG_SSD", False)  # SSD photometric distortion on both views (recipe: True)
     _add_if_absent(cfg.INPUT, "STRONG_AUG", False)  # a strongly colour-augmented student view (recipe: True)
-    _add_if_absent(cfg.INPUT, "TEST_MAPPER_NAME", "")  # "" = SemanticTestMapper; else a MAPPER_REGISTRY name
 
     # --- solver (pixelclip/solver.py; keys Detectron2 lacks) ---
     _add_if_absent(cfg.SOLVER, "OPTIMIZER", "SGD")  # SGD (what Detectron2 builds) | ADAMW (recipe)
@@ -101,37 +100,11 @@ def add_pixelclip_config(cfg: CN) -> None:
     _add_if_absent(cfg.SOLVER, "PROMPT_MULTIPLIER", 1.0)  # lr multiplier of the learnable prompts (recipe: 10)
     _add_if_absent(cfg.TEST, "IMS_PER_BATCH", 1)  # images per inference batch (any size works)
 
-    # --- zero-shot mask classification (issue 7: pixelclip/modeling/mask_classifier.py,
-    # zero_shot_mask_classifier.py, data/mask_classification_mapper.py, projects/MaskClassification) ---
-    cfg.MODEL.MASK_CLASSIFIER = CN()
-    M = cfg.MODEL.MASK_CLASSIFIER
-    M.MODE = "dense"  # dense: mean of dense features in each mask (PixelCLIP); crop: masked crops, global embedding
-    M.MASK_SOURCE = "gt"  # gt: ground-truth segments (oracle); json: SA-1B-style files in MASK_DIR; model: PROPOSAL_MODEL
-    M.GT_MASK_MODE = "class"  # gt: class = one mask per class present; component = one per connected component
-    M.MASK_DIR = ""  # folder of <image stem>.json mask files (SA-1B schema) for MASK_SOURCE json
-    M.MIN_MASK_AREA = 1  # masks with fewer pixels (at the image's original resolution) are dropped
-    M.MAX_MASKS = 0  # keep at most this many masks per image, largest first (0 = all)
-    M.POOL_RESOLUTION = 64  # dense mode: features are bilinearly resized to this square grid before mask pooling
-    M.CROP_STYLE = "cropmask"  # crop: the mask's box; mask: image, background zeroed; cropmask: both (ZegFormer)
-    M.CROP_SIZE = 0  # crop mode: side of each crop fed to CLIP (0 = the image tower's native input size)
-    M.CROP_BATCH = 32  # crop mode: crops per image-encoder forward pass
-    M.FILL_UNCOVERED = True  # pixels no mask covers take the dense per-pixel class scores (else 0 for every class)
-    M.PANOPTIC_ON = False  # also output panoptic_seg: one segment per mask, overlaps resolved by class score
-    M.OVERLAP_THRESHOLD = 0.8  # panoptic: a mask keeps its segment only if this fraction of it stays visible
-    M.ALPHA = 0.4  # FC-CLIP geometric ensemble: weight of CLIP's scores on seen (in-vocabulary) classes
-    M.BETA = 0.8  # FC-CLIP geometric ensemble: weight of CLIP's scores on unseen classes
-    M.SEEN_CLASSES = ""  # classes the in-vocabulary classifier was trained on: dataset or vocabulary ("" = none)
-    M.PROPOSAL_MODEL = CN()
-    M.PROPOSAL_MODEL.CONFIG_FILE = ""  # D2 config of the mask proposal model (MASK_SOURCE model)
-    M.PROPOSAL_MODEL.WEIGHTS = ""  # its checkpoint
-    M.PROPOSAL_MODEL.CONFIG_FUNCS = []  # dotted paths adding its keys, e.g. ["mask2former.add_maskformer2_config"]
-    M.PROPOSAL_MODEL.MASK_THRESHOLD = 0.5  # soft pred_masks (probabilities; logits get a sigmoid) above this are in
-    M.PROPOSAL_MODEL.SCORE_THRESHOLD = 0.0  # proposals with a lower score are dropped
-    M.PROPOSAL_MODEL.USE_CLASS_SCORES = True  # ensemble the proposal model's own class scores with CLIP's (ALPHA / BETA)
 
-
-def get_pixelclip_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CN:
-    """Detectron2's defaults + :func:`add_pixelclip_config` + the recipe (``configs/Base-PixelCLIP.yaml``),
+def get_pixelclip_cfg(config_file: str = "", opts: Sequence[str] = (),
+                      config_funcs: Sequence[Callable[[CN], None]] = ()) -> CN:
+    """Detectron2's defaults + :func:`add_pixelclip_config` + ``config_funcs`` (a project's own config
+    functions, e.g. ``projects/MaskClassification``'s) + the recipe (``configs/Base-PixelCLIP.yaml``),
     then ``config_file`` (which usually inherits the recipe already) and ``opts`` (``KEY VALUE ...``).
 
     Raises:
@@ -144,6 +117,8 @@ def get_pixelclip_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CN:
                                 "checkout of pixelclip-d2 (configs/), which an editable install keeps")
     cfg = get_cfg()
     add_pixelclip_config(cfg)
+    for add_config in config_funcs:
+        add_config(cfg)
     cfg.merge_from_file(str(BASE_CONFIG_FILE))
     if config_file:
         cfg.merge_from_file(config_file)

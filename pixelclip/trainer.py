@@ -16,7 +16,7 @@ from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import build_checkpointer
-from .data import MAPPER_REGISTRY, build_mapper
+from .data import build_mapper
 from .data.checks import check_test_datasets
 from .data.skips import SkipAwareMapDataset, SkipCounter, format_skips
 from .data.test_mapper import SemanticTestMapper
@@ -144,11 +144,6 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         mapper = SemanticTestMapper(cfg)
-        if cfg.INPUT.TEST_MAPPER_NAME:  # hook (issue 7): a registered test mapper, e.g. "mask_classification"
-            single = cfg.clone()
-            single.defrost()
-            single.DATASETS.TEST = (dataset_name,)  # the mapper reads this dataset's metadata
-            mapper = MAPPER_REGISTRY.get(cfg.INPUT.TEST_MAPPER_NAME)(single, False)
         return build_detection_test_loader(cfg, dataset_name, mapper=mapper, batch_size=cfg.TEST.IMS_PER_BATCH)
 
     @classmethod

@@ -16,9 +16,10 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 
-def make_tiny_cfg(model_name: str = "PixelCLIP-Tiny-ViT", **overrides):
-    """The recipe (configs/Base-PixelCLIP.yaml) with a tiny random CLIP, small resolutions and K = 8, on CPU."""
-    cfg = get_pixelclip_cfg()
+def make_tiny_cfg(model_name: str = "PixelCLIP-Tiny-ViT", config_funcs=(), **overrides):
+    """The recipe (configs/Base-PixelCLIP.yaml) with a tiny random CLIP, small resolutions and K = 8, on CPU;
+    ``config_funcs``: a project's config functions, added before the recipe (``get_pixelclip_cfg``)."""
+    cfg = get_pixelclip_cfg(config_funcs=config_funcs)
     cfg.MODEL.DEVICE = "cpu"
     p = cfg.MODEL.PIXELCLIP
     p.CLIP_MODEL_NAME = model_name

@@ -126,19 +126,35 @@ def nearest_keys(key: str, keys: Sequence[str], n: int = 3) -> List[str]:
     return list(dict.fromkeys(near))[:n]
 
 
-def _unknown_key(cfg, error: BaseException, source: str) -> ConfigError:
+def project_train_net(config_file: str) -> Optional[str]:
+    """``projects/<Name>/train_net.py`` when ``config_file`` lies in such a project (whose own keys only
+    that script adds), else None."""
+    parts = os.path.abspath(config_file).split(os.sep)
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] == "projects":
+            script = os.sep.join(parts[:i + 2] + ["train_net.py"])
+            return os.path.relpath(script) if os.path.isfile(script) else None
+    return None
+
+
+def _unknown_key(cfg, error: BaseException, source: str, config_file: str = "") -> ConfigError:
     m = _KEY_ERROR.search(str(error))
     if not m:
         return ConfigError(f"{source}: {one_line(error).strip(chr(39))}", "check the config keys and values")
     key = m.group(1)
     near = nearest_keys(key, config_keys(cfg))
     action = f"did you mean {' or '.join(near)}?" if near else "see pixelclip/config.py and Detectron2's defaults"
+    script = project_train_net(config_file) if config_file else None
+    if script and not near:
+        action = f"this is a project's config: run it with {script}, which adds the project's keys"
     return ConfigError(f"{source}: config key {key} does not exist", action)
 
 
-def load_config(config_file: str, opts: Sequence[str] = (), *, freeze: bool = True):
-    """A D2 config with PixelCLIP's keys and recipe (:func:`pixelclip.config.get_pixelclip_cfg`),
-    ``config_file`` merged, then the ``KEY VALUE`` overrides.
+def load_config(config_file: str, opts: Sequence[str] = (), *, freeze: bool = True,
+                config_funcs: Sequence[Callable[[Any], None]] = ()):
+    """A D2 config with PixelCLIP's keys and recipe (:func:`pixelclip.config.get_pixelclip_cfg`; a
+    project's own config functions in ``config_funcs``), ``config_file`` merged, then the ``KEY VALUE``
+    overrides.
 
     Raises:
         ConfigError: a missing or unparsable config file, a key that does not exist (with the
@@ -148,7 +164,7 @@ def load_config(config_file: str, opts: Sequence[str] = (), *, freeze: bool = Tr
 
     from ..config import get_pixelclip_cfg
 
-    cfg = get_pixelclip_cfg()
+    cfg = get_pixelclip_cfg(config_funcs=config_funcs)
     if config_file:
         if not os.path.isfile(config_file):
             raise ConfigError(f"config file not found: {config_file}",
@@ -156,7 +172,7 @@ def load_config(config_file: str, opts: Sequence[str] = (), *, freeze: bool = Tr
         try:
             cfg.merge_from_file(config_file)
         except (KeyError, AssertionError) as e:
-            raise _unknown_key(cfg, e, config_file) from None
+            raise _unknown_key(cfg, e, config_file, config_file) from None
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{config_file}: {one_line(e)}", "give the key a value of its type") from None
         except yaml.YAMLError as e:

@@ -71,6 +71,16 @@ def test_a_config_key_that_does_not_exist_names_the_nearest_ones(tmp_path, monke
     assert code == 1 and _one_line(err, "train_net").endswith("did you mean MODEL.PIXELCLIP.NUM_PROMPTS?")
 
 
+def test_a_projects_config_given_to_the_core_tool_names_the_projects_train_net(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = "projects/MaskClassification/configs/gt_dense_vitb.yaml"
+    code, _, err = _in_process("tools/train_net.py", ["--config-file", config, "--eval-only", "OUTPUT_DIR", tmp_path / "out"],
+                               monkeypatch)
+    assert code == 1 and _one_line(err, "train_net") == (
+        f"[train_net] {config}: config key MODEL.MASK_CLASSIFIER does not exist — this is a project's config: "
+        "run it with projects/MaskClassification/train_net.py, which adds the project's keys")
+
+
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     cfg = _tiny_config(tmp_path / "tiny.yaml")
     monkeypatch.setattr(sys, "argv", [str(REPO / "tools/train_net.py"), "--config-file", str(cfg), "--debug",

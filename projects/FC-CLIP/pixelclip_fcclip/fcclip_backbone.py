@@ -3,7 +3,8 @@
 FC-CLIP (Yu et al., NeurIPS 2023) and other Mask2Former-style open-vocabulary models use one frozen
 CLIP ConvNeXt both as the mask network's feature pyramid and as the out-of-vocabulary classifier.
 This backbone offers the interface FC-CLIP's ``CLIP`` backbone offers, built from our CLIP builder,
-so a PixelCLIP ConvNeXt-B/L is one config line there::
+so a PixelCLIP ConvNeXt-B/L is one config line there (with ``import pixelclip_fcclip`` in FC-CLIP's
+``train_net.py``, this project's folder on ``sys.path``)::
 
     MODEL.BACKBONE.NAME: "PixelCLIPFCCLIPBackbone"
     MODEL.FC_CLIP.CLIP_MODEL_NAME: "convnext_large_d_320"
@@ -22,9 +23,9 @@ from detectron2.config import configurable
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
 from torch import nn
 
-from ..clip.build import freeze, is_convnext
-from ..clip.dense import convnext_head_per_pixel
-from ..clip.text import TextEncoder, VocabularyClassifier
+from pixelclip.clip.build import freeze, is_convnext
+from pixelclip.clip.dense import convnext_head_per_pixel
+from pixelclip.clip.text import TextEncoder, VocabularyClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class PixelCLIPFCCLIPBackbone(Backbone):
 
     @classmethod
     def from_config(cls, cfg, input_shape=None):
-        from ..export import build_clip_from_weights
+        from pixelclip.export import build_clip_from_weights
 
         if "FC_CLIP" in cfg.MODEL:
             name, weights = cfg.MODEL.FC_CLIP.CLIP_MODEL_NAME, cfg.MODEL.FC_CLIP.CLIP_PRETRAINED_WEIGHTS

@@ -1,4 +1,5 @@
-"""PixelCLIPFCCLIPBackbone driven with exactly the calls and shapes FC-CLIP's model makes."""
+"""PixelCLIPFCCLIPBackbone (projects/FC-CLIP/pixelclip_fcclip) driven with exactly the calls and shapes
+FC-CLIP's model makes."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,7 +7,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.modeling import build_backbone, build_model
 
 from pixelclip.clip.dense import dense_features
-from pixelclip.modeling.fcclip_backbone import VILD_TEMPLATES, PixelCLIPFCCLIPBackbone
+from pixelclip_fcclip.fcclip_backbone import VILD_TEMPLATES, PixelCLIPFCCLIPBackbone
 from tests.conftest import make_tiny_cfg
 
 
