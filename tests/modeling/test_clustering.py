@@ -71,6 +71,8 @@ def test_resize_masks_drops_vanishing_and_keeps_largest():
     assert small.shape == (2, 8, 8)
     assert small[0].sum() == 32 and small[1].sum() == 9  # largest two, largest first
     assert resize_masks(masks[:0], 8, 2).shape == (0, 8, 8)
+    every = resize_masks(masks, 8, max_masks=0)  # 0 = no cap: every mask left, in the given order (the release)
+    assert [int(m.sum()) for m in every] == [32, 4, 9]
 
 
 def test_cluster_targets_are_unions_of_assigned_masks():

@@ -6,10 +6,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from detectron2.config import get_cfg
 from detectron2.solver import build_lr_scheduler
 
 import pixelclip.modeling.clustering as clustering_module
 import pixelclip.modeling.pixelclip as pixelclip_module
+from pixelclip import add_pixelclip_config
 from pixelclip.clip.text import LearnablePrompts, VocabularyClassifier, get_templates
 from pixelclip.solver import build_optimizer
 from tests.modeling.release_golden import golden, golden_config, golden_model, ours, rel, training_batch, vitb_config
@@ -237,3 +239,11 @@ def test_recipe_defaults_are_the_release_values():
     assert (s.LR_SCHEDULER_NAME, s.WARMUP_ITERS) == ("WarmupCosineLR", 0)
     assert cfg.INPUT.STRONG_AUG and cfg.INPUT.COLOR_AUG_SSD and tuple(cfg.INPUT.CROP.SIZE) == (640, 640)
     assert (cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == ((1024,), 640, 2560)
+    # PixelCLIP's own keys have these values already as defaults (pixelclip/config.py), without any YAML
+    bare = get_cfg()
+    add_pixelclip_config(bare)
+    for key in ("EPS", "MOMENTUM", "SINKHORN_ITERS", "CLIP_FINETUNE", "PROMPT_TEMPLATE", "PROMPT_LENGTH", "PROMPT_INIT_SEED",
+                "MAX_MASKS", "NUM_PROMPTS", "CLIP_RESOLUTION", "MASK_RESOLUTION", "DECODER_CHANNELS", "DECODER_NORM_GROUPS"):
+        assert bare.MODEL.PIXELCLIP[key] == p[key], key
+    assert bare.MODEL.PIXELCLIP.TEST.TEMPLATES == p.TEST.TEMPLATES
+    assert bare.MODEL.PIXELCLIP.TEST.FEATURE_RESOLUTION == p.TEST.FEATURE_RESOLUTION

@@ -129,8 +129,9 @@ def test_ema_moves_trainable_teacher_tensors_before_the_teacher_forward():
     t0 = {n: p.detach().clone() for n, p in teacher.items()}
     s0 = {n: p.detach().clone() for n, p in student.items()}
     seen = {}
-    model.teacher.register_forward_hook(lambda m, args, out: seen.update(images=args[0], features=out))
+    hook = model.teacher.register_forward_hook(lambda m, args, out: seen.update(images=args[0], features=out))
     model(_batch())
+    hook.remove()
     trainable = {n for n, p in student.items() if p.requires_grad}
     assert trainable and len(trainable) < len(student)
     for name, p in teacher.items():
