@@ -50,14 +50,18 @@ def add_pixelclip_config(cfg: CN) -> None:
     P.NUM_PROMPTS = 64  # K, number of global semantic clusters / learnable class prompts
     P.PROMPT_LENGTH = 4  # learnable word slots per prompt
     P.PROMPT_TEMPLATE = "A photo of a {} in the scene"  # {} is filled by the PROMPT_LENGTH slots
-    P.PROMPT_INIT_SEED = 0  # seed for drawing the random vocabulary ids that initialise the slots
+    # seed of the random vocabulary ids that initialise the slots: ids = randint(vocab_size - 10, (K, L)) from a
+    # CPU generator with this seed; 0 draws exactly the release's ids (it seeds torch's global RNG with 0)
+    P.PROMPT_INIT_SEED = 0
     # "" = any vocabulary id (the release); else "a,b,c" or a .txt/.json word file: draw the slots from
     # the tokens of these words (for a small CLIP whose text encoder only knows its captions' words)
     P.PROMPT_INIT_WORDS = ""
     P.LEARN_PROMPTS = True  # False freezes the prompt tokens at their initial value (ablation)
     # --- online clustering (pixelclip/modeling/clustering.py) ---
     P.MASK_RESOLUTION = 256  # side of the square grid where masks, mask features and targets live
-    P.MAX_MASKS = 512  # at most this many masks per image (largest first)
+    # 0 = every mask (the release clusters them all: its MAX_MASKS is read but unused); N > 0 keeps the N largest
+    # per image, a memory guard for images with very many masks (the mapper and the model both apply it)
+    P.MAX_MASKS = 0
     P.EPS = 100.0  # scale of the cosine logits fed to Sinkhorn-Knopp (ε)
     P.SINKHORN_ITERS = 3  # Sinkhorn-Knopp iterations
     # --- momentum teacher (pixelclip/modeling/momentum.py) ---
@@ -68,7 +72,9 @@ def add_pixelclip_config(cfg: CN) -> None:
     P.DECODER_NORM_GROUPS = 0  # GroupNorm groups in the decoder; 0 = channels // 16 per layer (the release)
     # --- inference (pixelclip/modeling/pixelclip.py) ---
     P.TEST = CN()
-    P.TEST.TEMPLATES = "imagenet_select"  # single|imagenet_select|imagenet: text templates ensembled
+    # text templates ensembled (pixelclip/clip/text.py): single (the release's "A photo of a {} in the scene"),
+    # imagenet_select (the release's 8, used by its evaluation for every benchmark), scene14, imagenet (OpenAI's 80)
+    P.TEST.TEMPLATES = "imagenet_select"
     P.TEST.FEATURE_RESOLUTION = 64  # dense features are bilinearly resized to this square before scoring
     P.TEST.MODE = "whole"  # whole: resize the image to CLIP_RESOLUTION; slide: overlapping windows
     P.TEST.SLIDE_OVERLAP = 0.333  # fraction of a window shared with its neighbour in slide mode

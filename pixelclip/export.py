@@ -58,7 +58,6 @@ _RELEASE_HEAD_MAP = (
     (r"conv2\.double_conv\.3\.", "6.0."), (r"conv2\.double_conv\.4\.", "6.1."),
     (r"proj\.", "7."),
 )
-_DECODER_CONVS_WITHOUT_BIAS_IN_RELEASE = ("2.0", "3.0", "5.0", "6.0")
 
 
 class ExportError(PixelCLIPError, RuntimeError):
@@ -410,7 +409,6 @@ class ImportReport:
     ignored: Dict[str, str] = field(default_factory=dict)  # release key -> why it is not needed
     unplaced: List[str] = field(default_factory=list)  # release keys with no place in our model
     missing: List[str] = field(default_factory=list)  # our keys the release did not fill
-    zero_filled: List[str] = field(default_factory=list)  # our keys set to zero (absent in the release)
 
 
 def _release_head_key(rest: str) -> Optional[str]:
@@ -443,12 +441,6 @@ def convert_release_state_dict(release: Mapping[str, torch.Tensor]) -> Tuple[Dic
             report.placed[key] = ours
         elif key not in report.ignored:
             report.unplaced.append(key)
-    # the release's DoubleConv convolutions have no bias; ours do: a zero bias computes the same
-    for layer in _DECODER_CONVS_WITHOUT_BIAS_IN_RELEASE:
-        w_key, b_key = f"{DECODER_PREFIX}{layer}.weight", f"{DECODER_PREFIX}{layer}.bias"
-        if w_key in out and b_key not in out:
-            out[b_key] = torch.zeros(out[w_key].shape[0], dtype=out[w_key].dtype)
-            report.zero_filled.append(b_key)
     return out, report
 
 
@@ -485,9 +477,6 @@ def load_release_checkpoint(model: nn.Module, checkpoint) -> ImportReport:
         raise ExportError(f"the release checkpoint lacks {len(visual_missing)} image-encoder keys, "
                           f"e.g. {visual_missing[:3]}")
     model.load_state_dict(converted, strict=False)
-    if report.zero_filled:
-        logger.warning("decoder: the release's convolutions have no bias (set to 0); its GroupNorms use channels/16 "
-                       "groups, as DECODER_NORM_GROUPS 0 does; the decoder is used in training only")
     for key in report.unplaced:
         logger.warning("release key with no place in this model: %s", key)
     logger.info("Imported release checkpoint: %d keys placed, %d ignored, %d unplaced, %d of ours not in it",

@@ -207,8 +207,6 @@ def _release_layout(model) -> dict:
         elif k.startswith("decoder.layers."):
             rest = k[len("decoder.layers."):]
             layer, name = rest.rsplit(".", 1)
-            if layer in ("2.0", "3.0", "5.0", "6.0") and name == "bias":
-                continue  # the release's DoubleConv convolutions have no bias
             release["head." + inverse_head[layer] + "." + name] = v
     release["sem_seg_head.predictor.some_buffer"] = torch.zeros(3)
     return release
@@ -216,9 +214,6 @@ def _release_layout(model) -> dict:
 
 def test_release_checkpoint_imports_with_identical_features(tmp_path):
     source = _trained_model("PixelCLIP-Tiny-ViT", seed=1)
-    with torch.no_grad():
-        for i in (2, 3, 5, 6):
-            source.decoder.layers[i][0].bias.zero_()
     release = _release_layout(source)
     torch.save({"model": release, "iteration": 10000}, tmp_path / "release.pth")
 
@@ -228,7 +223,7 @@ def test_release_checkpoint_imports_with_identical_features(tmp_path):
     assert report.missing == []
     assert report.unplaced == ["sem_seg_head.predictor.some_buffer"]
     assert all(k.startswith("teacher_encoder.") for k in report.ignored) and report.ignored
-    assert sorted(report.zero_filled) == [f"decoder.layers.{i}.0.bias" for i in (2, 3, 5, 6)]
+    assert {k for k in report.placed.values() if k.startswith("decoder.")} == set(target.decoder.state_dict(prefix="decoder."))
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(target.backbone(images)["clip_dense"], source.backbone(images)["clip_dense"])

@@ -68,11 +68,11 @@ def _import_release(args) -> dict:
     cfg.MODEL.DEVICE = "cpu"
     model = build_model(cfg)
     report = load_release_checkpoint(model, args.release)
-    placed = set(report.placed.values()) | set(report.zero_filled)
+    placed = set(report.placed.values())
     state = {k: v.detach().clone() for k, v in model.state_dict().items() if k in placed}
     save_checkpoint({"model": state, "__source__": os.path.abspath(args.release)}, args.output)
     return {"output": args.output, "placed": len(report.placed), "ignored": sorted(report.ignored),
-            "unplaced": report.unplaced, "missing_in_release": report.missing, "zero_filled": report.zero_filled}
+            "unplaced": report.unplaced, "missing_in_release": report.missing}
 
 
 def main(argv=None) -> int:

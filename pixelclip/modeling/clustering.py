@@ -45,14 +45,14 @@ def sinkhorn(logits: torch.Tensor, num_iters: int = 3) -> torch.Tensor:
 
 
 def resize_masks(masks: torch.Tensor, size: int, max_masks: int) -> torch.Tensor:
-    """N×H×W bool masks -> M×size×size (nearest), dropping masks with ≤1 pixel left and keeping the
-    ``max_masks`` largest."""
+    """N×H×W bool masks -> M×size×size (nearest), dropping masks with ≤1 pixel left (the release's filter) and,
+    when ``max_masks`` > 0, keeping the ``max_masks`` largest (0 keeps all, in their order, as the release)."""
     if masks.numel() == 0:
         return masks.new_zeros((0, size, size), dtype=torch.bool)
     small = F.interpolate(masks[None].float(), size=(size, size), mode="nearest")[0] > 0.5
     area = small.flatten(1).sum(1)
     small, area = small[area > 1], area[area > 1]
-    if len(small) > max_masks:
+    if 0 < max_masks < len(small):
         small = small[area.argsort(descending=True)[:max_masks]]
     return small
 

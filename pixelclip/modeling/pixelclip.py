@@ -12,7 +12,7 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ..clip.dense import dense_features
-from ..clip.text import LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
+from ..clip.text import SINGLE_TEMPLATE, LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
@@ -86,12 +86,12 @@ class PixelCLIP(nn.Module):
         prompt_init_words: Sequence[str] = (),
         learn_prompts: bool = True,
         mask_resolution: int = 256,
-        max_masks: int = 512,
+        max_masks: int = 0,
         eps: float = 100.0,
         sinkhorn_iters: int = 3,
         use_momentum: bool = True,
         momentum: float = 0.999,
-        test_templates: Sequence[str] = ("A photo of a {} in the scene.",),
+        test_templates: Sequence[str] = (SINGLE_TEMPLATE,),
         test_feature_resolution: int = 64,
         test_mode: str = "whole",
         slide_overlap: float = 0.333,
@@ -226,7 +226,9 @@ class PixelCLIP(nn.Module):
         logits = self.decoder(cost)
         logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
         if valid.any():
-            bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # B×K×R×R
+            # targets in the logits' dtype: BCE-with-logits computes in its target's dtype (float32 targets would
+            # round a float64 model's loss and gradients)
+            bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")  # B×K×R×R
             weight = valid[:, None].to(bce.dtype)
             loss = (bce * weight).sum() / (weight.sum() * bce.shape[1])
         else:  # no image of this batch has a mask left: a zero loss that keeps every parameter in the graph

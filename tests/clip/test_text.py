@@ -30,12 +30,17 @@ def test_vocabulary_synonyms_templates_and_cache():
     emb = clf(["dog, puppy", "sky"])
     assert emb.shape == (2, 32) and torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
 
-    def embed(word):
-        feats = F.normalize(model.encode_text(enc.tokenize([t.format(word) for t in templates])), dim=-1)
-        return F.normalize(feats.mean(0), dim=-1)
+    def embed(word):  # T×C, one unit vector per template
+        return F.normalize(model.encode_text(enc.tokenize([t.format(word) for t in templates])), dim=-1)
 
-    expected_dog = F.normalize((embed("dog") + embed("puppy")) / 2, dim=-1)
+    # the release's order: per template average the synonyms and renormalise, then average the templates
+    per_template = F.normalize(embed("dog") + embed("puppy"), dim=-1)
+    expected_dog = F.normalize(per_template.mean(0), dim=-1)
     assert torch.allclose(emb[0], expected_dog, atol=1e-5)
+    # ... which is not the other order (templates first, then synonyms), by far more than the tolerance
+    other = F.normalize(F.normalize(embed("dog").mean(0), dim=-1) + F.normalize(embed("puppy").mean(0), dim=-1), dim=-1)
+    assert (emb[0] - other).abs().max() > 1e-3
+    assert torch.allclose(emb[1], F.normalize(embed("sky").mean(0), dim=-1), atol=1e-5)
     assert clf(["dog, puppy", "sky"]) is emb  # cached: not recomputed
     assert clf(["sky"]) is not emb and len(clf._cache) == 2
     clf.load_state_dict(clf.state_dict())
@@ -43,9 +48,15 @@ def test_vocabulary_synonyms_templates_and_cache():
 
 
 def test_template_ensembles():
-    assert len(get_templates("single")) == 1
+    # the release's single template has no final period; its imagenet_select is these 8, in this order
+    assert get_templates("single") == ("A photo of a {} in the scene",)
+    assert get_templates("imagenet_select") == (
+        "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.", "a {} in a video game.",
+        "art of the {}.", "a photo of the small {}.", "A photo of a {} in the scene")
     assert len(get_templates("imagenet")) == 80
-    assert all("{}" in t for t in get_templates("imagenet_select"))
+    assert len(get_templates("scene14")) == 14 and all("{}" in t for t in get_templates("scene14"))
+    with pytest.raises(ValueError, match="scene14"):
+        get_templates("imagenet-select")
 
 
 def test_prompts_without_training_equal_plain_text_and_get_gradients():

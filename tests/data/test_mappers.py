@@ -177,6 +177,10 @@ def test_max_masks_keeps_the_largest(tmp_path):
     kept = out["instances"].gt_masks.tensor
     assert len(kept) == 3
     np.testing.assert_array_equal(kept.numpy(), masks[[5, 4, 3]])
+    # 0 (the default, as the release) keeps every mask, largest first
+    mapper = PixelCLIPUnlabeledMapper(augmentations=[T.ResizeShortestEdge((96,), 4096, "choice")])
+    kept = mapper(_write_sample(tmp_path, masks=masks))["instances"].gt_masks.tensor
+    np.testing.assert_array_equal(kept.numpy(), masks[::-1])
 
 
 def test_masks_emptied_by_the_crop_are_dropped_and_empty_crops_retried(tmp_path, caplog):

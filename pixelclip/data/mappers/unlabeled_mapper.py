@@ -46,7 +46,7 @@ class PixelCLIPUnlabeledMapper:
     Returns:
         ``{"image": uint8 3×H×W (weak view, ``image_format``), "image_strong": uint8 3×H×W
         (the strong view; the same tensor as ``image`` without strong augmentation),
-        "instances": Instances(gt_masks=BitMasks N×H×W, largest first, N <= max_masks),
+        "instances": Instances(gt_masks=BitMasks N×H×W, largest first, N <= max_masks if max_masks > 0),
         "height", "width" (of the image file), "file_name", "image_id"}``, or ``None`` for a
         corrupt sample.
     """
@@ -60,7 +60,7 @@ class PixelCLIPUnlabeledMapper:
         image_format: str = "RGB",
         color_aug_ssd: bool = False,
         strong_aug: Optional[StrongColorAugmentation] = None,
-        max_masks: int = 512,
+        max_masks: int = 0,
         masks_from_files: bool = True,
         crop_retries: int = 5,
     ):
@@ -71,7 +71,7 @@ class PixelCLIPUnlabeledMapper:
             image_format: ``detectron2.data.detection_utils.read_image`` format (RGB or BGR).
             color_aug_ssd: SSD photometric distortion on the image (both views).
             strong_aug: builds the student view from the weak one; None: the views are equal.
-            max_masks: keep at most this many masks, largest (after the crop) first.
+            max_masks: keep at most this many masks, largest (after the crop) first; 0 keeps all.
             masks_from_files: False when masks are made online (DINO): no mask file is read.
             crop_retries: new crops drawn when every mask falls outside the crop.
         """
@@ -177,7 +177,7 @@ class PixelCLIPUnlabeledMapper:
             masks = np.zeros((0,) + out.shape[:2], dtype=bool)
         if len(masks):
             areas = masks.reshape(len(masks), -1).sum(axis=1)
-            order = np.argsort(-areas, kind="stable")[: self.max_masks]
+            order = np.argsort(-areas, kind="stable")[: self.max_masks or None]  # 0 keeps all
             masks = masks[order]
         return out, np.ascontiguousarray(masks)
 

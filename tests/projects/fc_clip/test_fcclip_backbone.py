@@ -1,5 +1,6 @@
 """PixelCLIPFCCLIPBackbone (projects/FC-CLIP/pixelclip_fcclip) driven with exactly the calls and shapes
 FC-CLIP's model makes."""
+import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
@@ -89,19 +90,20 @@ def test_text_side(backbone):
     classes = ["grass", "sky", "brick wall"]
     classifier = _fcclip_text_classifier(backbone, classes)
     torch.testing.assert_close(classifier.norm(dim=-1), torch.ones(3))
-    rows = backbone.get_text_classifier(["a photo of a cat.", "grass"], torch.device("cpu"))
-    torch.testing.assert_close(rows.norm(dim=-1), torch.ones(2))
+    texts = ["a photo of a cat.", "grass"]
+    rows = backbone.get_text_classifier(texts, torch.device("cpu"))
+    with torch.no_grad():  # open_clip's own text tower and tokenizer
+        expected = F.normalize(backbone.clip_model.encode_text(open_clip.get_tokenizer(backbone.model_name)(texts)), dim=-1)
+    torch.testing.assert_close(rows, expected, atol=1e-5, rtol=1e-5)
     vocab = backbone.get_vocabulary_classifier(classes)
     torch.testing.assert_close(vocab.norm(dim=-1), torch.ones(3))
     torch.testing.assert_close(vocab, classifier, atol=1e-5, rtol=1e-5)  # same template ensemble as FC-CLIP's
     tokens = backbone.tokenize_text(["a photo of a cat."])
     with torch.no_grad():
         torch.testing.assert_close(backbone.encode_text(tokens), backbone.clip_model.encode_text(tokens))
-    # FC-CLIP's out-of-vocabulary logits: normalised pooled embeddings × clamp(logit_scale.exp(), 100) × text
-    pooled = torch.randn(2, 4, backbone.dim_latent)
-    logit_scale = torch.clamp(backbone.clip_model.logit_scale.exp(), max=100)
-    logits = logit_scale * F.normalize(pooled, dim=-1) @ classifier.T
-    assert logits.shape == (2, 4, 3)
+    # FC-CLIP scales its out-of-vocabulary logits by clamp(clip_model.logit_scale.exp(), 100): the CLIP's own
+    # logit scale must reach it unchanged
+    assert torch.equal(backbone.clip_model.logit_scale, open_clip.create_model("PixelCLIP-Tiny-ConvNeXt").logit_scale)
 
 
 def test_config_line_loads_a_pixelclip_checkpoint(tmp_path):

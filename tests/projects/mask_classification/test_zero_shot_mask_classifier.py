@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser
 from detectron2.evaluation import inference_on_dataset
 
@@ -16,7 +18,7 @@ from pixelclip.evaluation import build_sem_seg_evaluator
 from pixelclip_maskcls import add_mask_classification_config
 from pixelclip_maskcls.zero_shot_mask_classifier import ZeroShotMaskClassifier
 from tests.conftest import make_tiny_cfg
-from tests.fixtures.benchmarks import make_ade20k_150_miniature
+from tests.fixtures.benchmarks import make_ade20k_150_miniature, miou_of_predictions
 from tests.projects.mask_classification.mask_proposal_stub import MaskClassifierTestProposals
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -155,7 +157,11 @@ def test_train_net_eval_only_on_ade_miniature(ade_mini, tmp_path, config, mode):
     args = default_argument_parser().parse_args(
         ["--eval-only", "--config-file", str(CONFIGS / config)] + _tiny_opts(name, tmp_path / mode))
     results = train_net.main(args)
-    assert 0.0 <= results["sem_seg"]["mIoU"] <= 100.0
+    mini = ade_mini[0]
+    predictions = json.loads((tmp_path / mode / "inference" / name / "sem_seg_predictions.json").read_text())
+    labels = {str(f): gt for f, gt in zip(mini.image_files, mini.labels)}
+    expected = miou_of_predictions(predictions, labels, mini.num_classes, mini.ignore_label)
+    assert results["sem_seg"]["mIoU"] == pytest.approx(expected, abs=1e-6)
     summary = json.loads((tmp_path / mode / "summary.json").read_text())
     assert set(summary) == {name}
 
@@ -176,7 +182,12 @@ def test_train_net_eval_only_on_synthetic_world(tmp_path):
             + ["MODEL.PIXELCLIP.CLIP_RESOLUTION", "(96, 96)", "INPUT.MIN_SIZE_TEST", "96",
                "MODEL.MASK_CLASSIFIER.MODE", mode])
         runs[mode] = train_net.main(args)["sem_seg"]["mIoU"]
-    assert all(0.0 <= v <= 100.0 for v in runs.values())
+        predictions = json.loads((tmp_path / mode / "inference" / name / "sem_seg_predictions.json").read_text())
+        meta = MetadataCatalog.get(name)
+        labels = {d["file_name"]: np.array(Image.open(d["sem_seg_file_name"])).astype(np.int64)
+                  for d in DatasetCatalog.get(name)}
+        expected = miou_of_predictions(predictions, labels, len(meta.stuff_classes), meta.ignore_label)
+        assert runs[mode] == pytest.approx(expected, abs=1e-6), mode
     spec = importlib.util.spec_from_file_location("mc_compare", PROJECT / "compare.py")
     compare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare)
