@@ -32,14 +32,14 @@ def test_a_second_run_reads_the_embeddings_instead_of_encoding(tmp_path, caplog)
     logger = logging.getLogger("pixelclip.clip")
     logger.addHandler(caplog.handler)
     caplog.set_level(logging.INFO)
-    first.batch_size = 40  # 9 texts × 14 templates = 126 texts in 4 batches: progress with counts
+    first.batch_size = 30  # 9 texts × the release's 8 imagenet_select templates = 72 texts in 3 batches
     try:
         emb = first(CLASSES)
     finally:
         logger.removeHandler(caplog.handler)
-    assert sum(encoded) == 9 * 14
-    assert "Encoding 126 texts on cpu in 4 batches" in caplog.text
-    assert "Encoded 40 / 126 texts" in caplog.text and "Encoded 126 / 126 texts" in caplog.text
+    assert sum(encoded) == 9 * 8
+    assert "Encoding 72 texts on cpu in 3 batches" in caplog.text
+    assert "Encoded 30 / 72 texts" in caplog.text and "Encoded 72 / 72 texts" in caplog.text
     files = os.listdir(tmp_path)
     assert len(files) == 1 and files[0].endswith(".pt")
 
@@ -56,7 +56,7 @@ def test_the_key_holds_the_weights_content_and_the_templates(tmp_path):
     other_weights = _classifier(tmp_path, seed=1)  # same architecture and name, other weights
     encoded = _count_texts(other_weights)
     other_weights(CLASSES)
-    assert sum(encoded) == 9 * 14
+    assert sum(encoded) == 9 * 8
     other_templates = _classifier(tmp_path, templates="single")
     encoded = _count_texts(other_templates)
     other_templates(CLASSES)
@@ -67,7 +67,7 @@ def test_the_key_holds_the_weights_content_and_the_templates(tmp_path):
     fine_tuned.clear_cache()
     encoded = _count_texts(fine_tuned)
     fine_tuned(CLASSES)
-    assert sum(encoded) == 9 * 14
+    assert sum(encoded) == 9 * 8
     assert len(os.listdir(tmp_path)) == 4
 
 
@@ -78,5 +78,5 @@ def test_an_unreadable_cache_file_is_ignored_and_rewritten(tmp_path):
     path.write_bytes(b"truncated")
     again = _classifier(tmp_path)
     encoded = _count_texts(again)
-    assert torch.equal(again(CLASSES), emb) and sum(encoded) == 9 * 14
+    assert torch.equal(again(CLASSES), emb) and sum(encoded) == 9 * 8
     assert torch.load(path, weights_only=True)["embeddings"].shape == (8, 32)
