@@ -16,7 +16,7 @@ from ..clip.text import LearnablePrompts, TextEncoder, VocabularyClassifier, get
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
-from .postprocess import resize_logits, upsample_argmax
+from .postprocess import _linear_taps, argmax_labels, resize_logits
 from .preprocess import ClipPreprocessor
 
 logger = logging.getLogger(__name__)
@@ -45,16 +45,42 @@ def _init_words(spec: str) -> List[str]:
     return load_vocabulary(spec)
 
 
-def _channels_last(features: torch.Tensor) -> torch.Tensor:
-    """B×C×h×w float32 stored as B×h×w×C."""
-    return features.float().contiguous(memory_format=torch.channels_last)
+def _resized_norm(features: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """L2 norm over C of the bilinear resizing (``align_corners=False``) of B×C×h×w features to
+    ``size`` -> B×1×H×W, without resizing the C channels.
+
+    A resized feature is a weighted sum of its 4 source corners, so its squared norm is the same
+    weights applied to the corners' dot products: 5 dot-product maps of the source grid (each
+    feature with itself and its right, lower and two diagonal neighbours), combined in float64."""
+    _, _, h, w = features.shape
+    ys, p, q = _linear_taps(h, size[0], features.device)
+    xs, u, v = _linear_taps(w, size[1], features.device)
+    p, q, u, v = p.double(), q.double(), u.double(), v.double()
+    f = F.pad(features.float(), (0, 1, 0, 1), mode="replicate").double()  # B×C×(h+1)×(w+1), edge-padded
+    self_dot = (f * f).sum(1)  # B×(h+1)×(w+1)
+    right = (f[..., :-1] * f[..., 1:]).sum(1)  # B×(h+1)×w
+    down = (f[:, :, :-1] * f[:, :, 1:]).sum(1)  # B×h×(w+1)
+    diagonals = (f[:, :, :-1, :-1] * f[:, :, 1:, 1:]).sum(1) + (f[:, :, :-1, 1:] * f[:, :, 1:, :-1]).sum(1)  # B×h×w
+    # along x: |u·a + v·b|² on every source row, and the cross term of rows a and a + 1
+    row = u * u * self_dot[..., xs] + v * v * self_dot[..., xs + 1] + 2 * u * v * right[..., xs]  # B×(h+1)×W
+    cross = u * u * down[..., xs] + v * v * down[..., xs + 1] + u * v * diagonals[..., xs]  # B×h×W
+    # along y: |p·A + q·B|² = p²|A|² + q²|B|² + 2pq A·B
+    norm2 = (p * p)[:, None] * row[:, ys] + (q * q)[:, None] * row[:, ys + 1] + (2 * p * q)[:, None] * cross[:, ys]
+    return norm2.clamp_min(0).sqrt().float()[:, None]
 
 
-def _cosine(features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of B×C×h×w features with K×C unit text embeddings -> B×K×h×w. The norm
-    divides the K scores instead of the C features (fewer values when K < C, same result)."""
-    scores = torch.einsum("bchw,kc->bkhw", features, text)
-    return scores / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+def _resized_cosine(features: torch.Tensor, text: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Cosine similarity of the bilinearly resized B×C×h×w features with K×C unit text embeddings
+    -> B×K×H×W (channels-last memory).
+
+    Resizing is linear, so the dot products are taken on the h×w grid and their K maps resized
+    (instead of the C feature maps: for ViT-B, 512 channels on a 64×64 grid cost more than the
+    whole rest of the path); the norms come from ``_resized_norm``. Same values as resizing the
+    features first (the release's order), up to float rounding."""
+    features = features.float().contiguous(memory_format=torch.channels_last)  # C innermost: one GEMM
+    scores = torch.einsum("bchw,kc->bkhw", features, text.float()).contiguous(memory_format=torch.channels_last)
+    scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+    return scores / _resized_norm(features, size).clamp_min(1e-12)
 
 
 @META_ARCH_REGISTRY.register()
@@ -255,9 +281,7 @@ class PixelCLIP(nn.Module):
         with self._autocast():
             feats = self.backbone(images)["clip_dense"]
         r = self.test_feature_resolution
-        # Channels-last (C innermost): PyTorch's CPU bilinear kernel is ~15× faster on it for C = 512.
-        feats = F.interpolate(_channels_last(feats), size=(r, r), mode="bilinear", align_corners=False)
-        return _cosine(feats, text)
+        return _resized_cosine(feats, text, (r, r))
 
     def _slide_logits(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Overlapping CLIP_RESOLUTION windows over one normalised 3×H×W image -> K×h'×w' logits on a
@@ -299,6 +323,6 @@ class PixelCLIP(nn.Module):
             per_image = [self._slide_logits(self.preprocess.normalize(x["image"]), text) for x in batched_inputs]
         sizes = [(x.get("height", x["image"].shape[-2]), x.get("width", x["image"].shape[-1])) for x in batched_inputs]
         if self.test_output == "labels":
-            return [{"sem_seg_labels": upsample_argmax(lg, size)} for lg, size in zip(per_image, sizes)]
+            return [{"sem_seg_labels": lb} for lb in argmax_labels(per_image, sizes)]
         return [{"sem_seg": s} for s in resize_logits(per_image, sizes)]
 

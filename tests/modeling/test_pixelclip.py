@@ -1,9 +1,11 @@
 """The PixelCLIP meta-architecture: learning on a fixed tiny batch, what trains, and inference."""
 import pytest
 import torch
+import torch.nn.functional as F
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
 
+from pixelclip.modeling.pixelclip import _resized_cosine
 from pixelclip.solver import build_optimizer
 from tests.conftest import make_tiny_cfg
 
@@ -95,6 +97,31 @@ def test_inference_batch_of_any_size(mode, flip):
     assert [tuple(o["sem_seg"].shape) for o in outputs] == [(3, 80, 120), (3, 64, 64), (3, 80, 120)]
     single = model(inputs[1:2])[0]["sem_seg"]
     assert torch.allclose(single, outputs[1]["sem_seg"], atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (37, 50), (8, 8), (3, 5)])
+def test_resized_cosine_equals_cosine_of_resized_features(size):
+    # The release's order: resize the C feature maps, normalise each pixel, dot with the unit text
+    # embeddings (float64 here). Features far from each other (random, some near-opposite neighbours).
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 32, 6, 7, generator=g) + 0.5 * torch.randn(2, 32, 1, 1, generator=g)
+    text = F.normalize(torch.randn(5, 32, generator=g), dim=-1)
+    resized = F.interpolate(features.double(), size=size, mode="bilinear", align_corners=False)
+    expected = torch.einsum("bchw,kc->bkhw", F.normalize(resized, dim=1), text.double())
+    assert torch.allclose(_resized_cosine(features, text, size).double(), expected, atol=1e-6, rtol=0)
+
+
+def test_inference_logits_are_cosines_of_resized_dense_features():
+    model = build_model(make_tiny_cfg()).eval()
+    model.set_vocabulary(["sky", "grass", "dog"])
+    image = torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model([{"image": image, "height": 16, "width": 16}])[0]["sem_seg"]  # the 16×16 feature grid
+        features = model.backbone(model.preprocess.batch([image]))["clip_dense"]
+        text = model.classifier(model.vocabulary)
+    resized = F.interpolate(features.double(), size=(16, 16), mode="bilinear", align_corners=False)
+    expected = torch.einsum("bchw,kc->bkhw", F.normalize(resized, dim=1), text.double())[0]
+    assert torch.allclose(logits.double(), expected, atol=1e-6, rtol=0)
 
 
 def test_inference_without_vocabulary_is_a_clear_error():
