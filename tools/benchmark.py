@@ -26,9 +26,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
-from detectron2.data import DatasetCatalog  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.evaluation import inference_on_dataset  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
+from detectron2.modeling.postprocessing import sem_seg_postprocess  # noqa: E402
 from detectron2.structures import BitMasks, Instances  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -38,7 +40,9 @@ import pixelclip  # noqa: E402,F401
 from pixelclip import add_pixelclip_config  # noqa: E402
 from pixelclip.data.datasets.ade20k import register_ade20k_150  # noqa: E402
 from pixelclip.data.test_mapper import SemanticTestMapper  # noqa: E402
-from pixelclip.modeling.postprocess import resize_logits, upsample_argmax  # noqa: E402
+from pixelclip.evaluation import PixelCLIPSemSegEvaluator, SemSegLabelLoader  # noqa: E402
+from pixelclip.modeling.pixelclip import PixelCLIP  # noqa: E402
+from pixelclip.modeling.postprocess import _Grid  # noqa: E402
 from pixelclip.solver import build_optimizer  # noqa: E402
 from pixelclip.trainer import Trainer  # noqa: E402
 
@@ -99,6 +103,11 @@ def timed(fn: Callable[[], None], device: torch.device, iters: int, warmup: int 
     return (time.perf_counter() - start) / iters
 
 
+STEP_HEADERS = ["what", "batch", "s / batch or image", "images / s", "peak MB"]
+EVAL_HEADERS = ["regime", "path", "batch", "s / image", "images / s", "vs backbone", "vs release", "peak MB",
+                "labels ≠ --eval-only"]
+
+
 def make_cfg(args) -> "CfgNode":  # noqa: F821
     cfg = get_cfg()
     add_pixelclip_config(cfg)
@@ -144,7 +153,8 @@ def bench_train(args, cfg, device) -> List:
 
     with PeakMemory(device) as mem:
         seconds = timed(step, device, args.iters)
-    return [["train step", args.train_batch, f"{seconds:.3f}", f"{args.train_batch / seconds:.2f}", f"{mem.peak_mb:.0f}"]]
+    return STEP_HEADERS, [["train step", args.train_batch, f"{seconds:.3f}", f"{args.train_batch / seconds:.2f}",
+                           f"{mem.peak_mb:.0f}"]], []
 
 
 def bench_infer(args, cfg, device) -> List:
@@ -155,7 +165,8 @@ def bench_infer(args, cfg, device) -> List:
                "width": 853} for _ in range(args.test_batch)]
     with torch.no_grad(), PeakMemory(device) as mem:
         seconds = timed(lambda: model(inputs), device, args.iters)
-    return [["inference", args.test_batch, f"{seconds:.3f}", f"{args.test_batch / seconds:.2f}", f"{mem.peak_mb:.0f}"]]
+    return STEP_HEADERS, [["inference", args.test_batch, f"{seconds:.3f}", f"{args.test_batch / seconds:.2f}",
+                           f"{mem.peak_mb:.0f}"]], []
 
 
 def write_ade_layout(root: str, num_images: int, num_classes: int, size=(512, 683)) -> None:
@@ -172,7 +183,102 @@ def write_ade_layout(root: str, num_images: int, num_classes: int, size=(512, 68
         Image.fromarray(labels[: size[0], : size[1]].astype(np.uint8)).save(os.path.join(lbl_dir, stem + ".png"))
 
 
+REGIMES = {
+    "random": "the random model's cosine scores as they are",
+    "near-tie": "each pixel's scores shrunk towards their mean, s' = m + (s - m)·0.9e-3 / (largest max-min "
+                "spread of the batch): all 150 classes within 0.9e-3 at every pixel",
+    "separated": "1.0 added to each pixel's best score (the raw scores span about 0.07)",
+    "noise": "s' = 0.2 + 1e-3·frac(1e4·|s|): near-ties without spatial structure (the worst case of the labels path)",
+}
+
+
+def regime_scores(logits: torch.Tensor, regime: str) -> torch.Tensor:
+    """B×K×r×r cosine scores -> the same scores in a score ``regime`` (see ``REGIMES``)."""
+    if regime == "random":
+        return logits
+    if regime == "near-tie":
+        mean = logits.mean(1, keepdim=True)
+        spread = (logits.amax(1) - logits.amin(1)).max().clamp_min(1e-12)
+        return mean + (logits - mean) * (0.9e-3 / spread)
+    if regime == "separated":
+        return logits + F.one_hot(logits.argmax(1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    if regime == "noise":
+        return 0.2 + 1e-3 * torch.frac(1e4 * logits.abs())
+    raise ValueError(f"unknown score regime '{regime}' ({', '.join(REGIMES)})")
+
+
+class BenchmarkPixelCLIP(PixelCLIP):
+    """PixelCLIP whose low-resolution scores are put in a score regime, and which can also run
+    inference the way the authors' release does (``release_style``). Benchmark only."""
+
+    regime = "random"
+    release_style = False
+
+    def _score(self, images, text):
+        return regime_scores(super()._score(images, text), self.regime)
+
+    def inference(self, batched_inputs):
+        if not self.release_style:
+            return super().inference(batched_inputs)
+        # The release's evaluation: one image per call; the image normalised at its size, then resized
+        # to the CLIP input; dense features (h×w×C in its memory layout) resized to 64×64 and
+        # normalised; K×64×64 cosine logits; D2's sem_seg_postprocess to the image's size (K×H×W); the
+        # evaluator takes the arg-max.
+        text = self.classifier(self.vocabulary).to(self.device)
+        results = []
+        for x in batched_inputs:
+            image = self.preprocess.normalize(x["image"])[None]
+            image = F.interpolate(image, size=self.clip_resolution, mode="bilinear", align_corners=False)
+            feats = self.backbone(image)["clip_dense"].permute(0, 2, 3, 1).contiguous()  # 1×h×w×C
+            r = self.test_feature_resolution
+            feats = F.interpolate(feats.permute(0, 3, 1, 2), size=(r, r), mode="bilinear", align_corners=False)
+            logits = F.normalize(feats.permute(0, 2, 3, 1), dim=-1) @ text.t()  # 1×r×r×K
+            logits = regime_scores(logits.permute(0, 3, 1, 2), self.regime)[0]
+            size = tuple(x["image"].shape[-2:])
+            results.append({"sem_seg": sem_seg_postprocess(logits, size, x.get("height", size[0]),
+                                                           x.get("width", size[1]))})
+        return results
+
+
+class RecordingEvaluator(PixelCLIPSemSegEvaluator):
+    """The evaluator of ``Trainer.test``, keeping each image's predicted labels (no extra work)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.labels: Dict[str, np.ndarray] = {}
+
+    def _prediction(self, inp, out):
+        labels = super()._prediction(inp, out)
+        self.labels[inp["file_name"]] = labels
+        return labels
+
+
+def _score_gap(low_res: torch.Tensor, size, pixels: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest |score_a - score_b| (float64 bilinear upsampling of K×h×w ``low_res`` to ``size``) at
+    the given pixels (n×2: row, column)."""
+    if len(pixels) == 0:
+        return 0.0
+    grid = _Grid(low_res.shape[1], low_res.shape[2], size[0], size[1], "cpu")
+    lr = F.pad(low_res.double()[None], (0, 1, 0, 1), mode="replicate")[0]
+    y, x = pixels[:, 0], pixels[:, 1]
+    a0, c0 = grid.ys[y], grid.xs[x]
+    wy0, wy1, wx0, wx1 = (t.double() for t in (grid.wy0[y], grid.wy1[y], grid.wx0[x], grid.wx1[x]))
+
+    def score(k):
+        return (wy0 * (wx0 * lr[k, a0, c0] + wx1 * lr[k, a0, c0 + 1])
+                + wy1 * (wx0 * lr[k, a0 + 1, c0] + wx1 * lr[k, a0 + 1, c0 + 1]))
+
+    return float((score(a) - score(b)).abs().max())
+
+
 def bench_eval(args, cfg, device) -> List:
+    """Per score regime: the dense backbone alone, ``--eval-only`` (Trainer.test, labels output), the
+    release's path (batch 1, K×H×W logits, arg-max) and this project's K×H×W logits path (batched)."""
+    regimes = args.regimes.split(",")
+    for regime in regimes:
+        if regime not in REGIMES:
+            raise ValueError(f"unknown score regime '{regime}' ({', '.join(REGIMES)})")
+    rows = []
     with tempfile.TemporaryDirectory() as root:
         write_ade_layout(root, args.eval_images, 150)
         name = "benchmark_ade20k_150"
@@ -182,8 +288,10 @@ def bench_eval(args, cfg, device) -> List:
         cfg = cfg.clone()
         cfg.DATASETS.TEST = (name,)
         cfg.OUTPUT_DIR = os.path.join(root, "output")
-        torch.manual_seed(args.seed)  # random weights: how many classes compete per pixel depends on them
-        model = build_model(cfg).eval()
+        single = cfg.clone()
+        single.TEST.IMS_PER_BATCH = 1
+        torch.manual_seed(args.seed)  # random weights: which classes win where depends on them
+        model = BenchmarkPixelCLIP(cfg).to(device).eval()
         model.set_vocabulary(get_stuff_classes(name))
         # backbone alone, on the same images as the model sees them (mapped, CLIP-normalised, resized)
         mapper = SemanticTestMapper(cfg)
@@ -191,52 +299,84 @@ def bench_eval(args, cfg, device) -> List:
         batches = [records[i:i + args.test_batch] for i in range(0, len(records), args.test_batch)]
         clip_batches = [model.preprocess.batch([r["image"] for r in b]) for b in batches]
         loader = Trainer.build_test_loader(cfg, name)
-        evaluator = Trainer.build_evaluator(cfg, name)
+        loader_single = Trainer.build_test_loader(single, name)
+        meta = MetadataCatalog.get(name)
+        evaluators = {key: RecordingEvaluator(name, distributed=False, output_dir=None,
+                                              sem_seg_loading_fn=SemSegLabelLoader(len(meta.stuff_classes),
+                                                                                   meta.ignore_label))
+                      for key in ("eval", "release", "plain")}
 
         def backbone_alone():
             for x in clip_batches:
                 model.backbone(x)
 
         def eval_only():  # what tools/train_net.py --eval-only runs
-            Trainer.test(cfg, model)
+            Trainer.test(cfg, model, evaluators=[evaluators["eval"]])
 
-        def logits_path():  # K×H×W logits upsampled in one batched call, arg-max in the evaluator
-            inference_on_dataset(model, loader, evaluator)
+        def release_style():
+            model.release_style = True
+            try:
+                inference_on_dataset(model, loader_single, evaluators["release"])
+            finally:
+                model.release_style = False
 
-        runs = {"backbone": [], "eval": [], "logits": []}
+        def plain():  # K×H×W logits upsampled in one batched call, arg-max in the evaluator
+            inference_on_dataset(model, loader, evaluators["plain"])
+
+        paths = {"backbone": backbone_alone, "eval": eval_only, "release": release_style, "plain": plain}
+        n = len(records)
         with torch.no_grad():
             model.backbone(clip_batches[0])  # warm-up
             model([dict(r) for r in batches[0]])  # warm-up, fills the vocabulary cache
-            # Interleaved repeats, medians: the three paths see the same machine state.
-            for _ in range(args.eval_repeats):
-                for key, fn in (("backbone", backbone_alone), ("eval", eval_only), ("logits", logits_path)):
-                    with PeakMemory(device) as mem:
-                        runs[key].append((timed(fn, device, iters=1, warmup=0), mem))
-            # Exactness on the same logits: the labels path against K×H×W upsampling + argmax.
-            sizes = [(r["height"], r["width"]) for r in batches[0]]
-            low_res = model._score(clip_batches[0], model.classifier(model.vocabulary))
-            changed, worst_gap = 0, 0.0
-            for lg, s in zip(low_res, sizes):
-                ours, full = upsample_argmax(lg, s), resize_logits([lg], [s])[0].argmax(0)
-                diff = ours != full
-                if diff.any():  # how far apart the two labels' scores are, in float64
-                    exact = resize_logits([lg.double()], [s])[0]
-                    gaps = exact.gather(0, full[None])[0][diff] - exact.gather(0, ours[None])[0][diff]
-                    changed, worst_gap = changed + int(diff.sum()), max(worst_gap, float(gaps.abs().max()))
-            pixels = sum(h * w for h, w in sizes)
-        n = len(records)
-        backbone_s, e2e_s, logits_s = (float(np.median([t for t, _ in runs[k]])) for k in ("backbone", "eval", "logits"))
-        peak = {k: max(m.peak_mb for _, m in runs[k]) for k in runs}
-        spread = ", ".join(f"{100 * b / e:.0f}" for (b, _), (e, _) in zip(runs["backbone"], runs["eval"]))
-        return [
-            ["dense backbone alone", args.test_batch, f"{backbone_s / n:.3f}", f"{n / backbone_s:.2f}", "-"],
-            ["--eval-only end to end", args.test_batch, f"{e2e_s / n:.3f}", f"{n / e2e_s:.2f}", f"{peak['eval']:.0f}"],
-            [f"end to end / backbone (median; repeats: {spread} %)", "", "", f"{100 * backbone_s / e2e_s:.0f} %", ""],
-            [f"with K×H×W logits (labels changed: {changed} of {pixels} pixels"
-             + (f", float ties: score gap ≤ {worst_gap:.0e})" if changed else ")"), args.test_batch,
-             f"{logits_s / n:.3f}", f"{n / logits_s:.2f}", f"{peak['logits']:.0f}"],
-            ["logits path / backbone", "", "", f"{100 * backbone_s / logits_s:.0f} %", ""],
-        ]
+            for regime in regimes:
+                model.regime = regime
+                runs: Dict[str, list] = {k: [] for k in paths}
+                # Interleaved repeats, medians: the paths see the same machine state.
+                for _ in range(args.eval_repeats):
+                    for key, fn in paths.items():
+                        with PeakMemory(device) as mem:
+                            runs[key].append((timed(fn, device, iters=1, warmup=0), mem))
+                seconds = {k: float(np.median([t for t, _ in v])) for k, v in runs.items()}
+                peak = {k: max(m.peak_mb for _, m in v) for k, v in runs.items()}
+                # Label differences against --eval-only, and how far apart the two labels' scores are there
+                # (float64 upsampling of the batched path's low-resolution scores).
+                low_res = {}
+                for b, x in zip(batches, clip_batches):
+                    for r, lg in zip(b, model._score(x, model.classifier(model.vocabulary))):
+                        low_res[r["file_name"]] = lg
+                ours = evaluators["eval"].labels
+                diff = {}
+                for key in ("release", "plain"):
+                    changed, gap = 0, 0.0
+                    for f, lb in evaluators[key].labels.items():
+                        mask = torch.from_numpy(lb != ours[f])
+                        pixels = mask.nonzero()
+                        changed += len(pixels)
+                        gap = max(gap, _score_gap(low_res[f], lb.shape, pixels, torch.from_numpy(ours[f])[mask],
+                                                  torch.from_numpy(lb)[mask]))
+                    diff[key] = f"{changed}" + (f" (gap ≤ {gap:.0e})" if changed else "")
+                pixels = sum(lb.size for lb in ours.values())
+                spread = ", ".join(f"{100 * b / e:.0f}" for (b, _), (e, _) in zip(runs["backbone"], runs["eval"]))
+                base = seconds["backbone"]
+                rows += [
+                    [regime, "dense backbone alone", args.test_batch, f"{base / n:.3f}", f"{n / base:.2f}", "100 %",
+                     "", "-", ""],
+                    [regime, f"--eval-only (labels; repeats: {spread} %)", args.test_batch,
+                     f"{seconds['eval'] / n:.3f}", f"{n / seconds['eval']:.2f}",
+                     f"{100 * base / seconds['eval']:.0f} %", f"{seconds['release'] / seconds['eval']:.2f}×",
+                     f"{peak['eval']:.0f}", f"0 of {pixels}"],
+                    [regime, "release-style (K×H×W, batch 1)", 1, f"{seconds['release'] / n:.3f}",
+                     f"{n / seconds['release']:.2f}", f"{100 * base / seconds['release']:.0f} %", "1.00×",
+                     f"{peak['release']:.0f}", diff["release"]],
+                    [regime, "K×H×W logits, batched", args.test_batch, f"{seconds['plain'] / n:.3f}",
+                     f"{n / seconds['plain']:.2f}", f"{100 * base / seconds['plain']:.0f} %",
+                     f"{seconds['release'] / seconds['plain']:.2f}×", f"{peak['plain']:.0f}", diff["plain"]],
+                ]
+    notes = [f"{k}: {v}" for k, v in REGIMES.items() if k in regimes] + [
+        "vs backbone: backbone-alone time / path time; vs release: release-style time / path time",
+        "labels ≠ --eval-only: pixels whose label differs (gap: the largest float64 score difference of the two "
+        "labels there); every path's evaluator takes the first maximum (max(dim=0).indices)"]
+    return EVAL_HEADERS, rows, notes
 
 
 def get_stuff_classes(name: str) -> List[str]:
@@ -260,6 +400,8 @@ def main():
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights of the eval task")
     parser.add_argument("--eval-repeats", type=int, default=3, help="interleaved repeats of the eval task (medians)")
+    parser.add_argument("--regimes", default="random,near-tie,separated",
+                        help=f"score regimes of the eval task, from: {', '.join(REGIMES)}")
     parser.add_argument("--workers", type=int, default=0,
                         help="data-loader workers of the eval task (0: in the main process, the steady state; "
                         "worker start-up dominates a short run on 2 cores)")
@@ -273,15 +415,17 @@ def main():
     setup_logger(name="pixelclip")
     device = torch.device(args.device)
     cfg = make_cfg(args)
-    rows = []
     tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval}
-    for task in args.tasks.split(","):
-        rows += tasks[task](args, cfg, device)
     title = (f"PixelCLIP {args.model} | CLIP input {args.clip_resolution}² | crop {args.crop}² | K=64 | "
              f"{device} | {torch.get_num_threads()} threads | autocast {args.autocast or 'off'}")
     print(title)
-    print(tabulate(rows, headers=["what", "batch", "s / batch or image", "images / s", "peak MB"], tablefmt="github"))
-
+    for task in args.tasks.split(","):
+        if task not in tasks:
+            raise SystemExit(f"unknown task '{task}' ({', '.join(tasks)})")
+        headers, rows, notes = tasks[task](args, cfg, device)
+        print(tabulate(rows, headers=headers, tablefmt="github"))
+        for note in notes:
+            print(f"  {note}")
 
 if __name__ == "__main__":
     main()
