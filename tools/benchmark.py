@@ -14,14 +14,20 @@ Tasks:
 Peak memory: CUDA's max allocated memory, or the growth of resident memory (RSS) on CPU.
 """
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from typing import Callable, Dict, List
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# --code-root: import pixelclip from another checkout (e.g. the commit before a change) for --tasks train;
+# the benchmark's own inputs and timing stay these.
+CODE_ROOT = sys.argv[sys.argv.index("--code-root") + 1] if "--code-root" in sys.argv else REPO
+sys.path.insert(0, CODE_ROOT)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -38,13 +44,9 @@ from tabulate import tabulate  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
 from pixelclip import add_pixelclip_config  # noqa: E402
-from pixelclip.data.datasets.ade20k import register_ade20k_150  # noqa: E402
-from pixelclip.data.test_mapper import SemanticTestMapper  # noqa: E402
 from pixelclip.evaluation import PixelCLIPSemSegEvaluator, SemSegLabelLoader  # noqa: E402
 from pixelclip.modeling.pixelclip import PixelCLIP  # noqa: E402
-from pixelclip.modeling.postprocess import _Grid  # noqa: E402
 from pixelclip.solver import build_optimizer  # noqa: E402
-from pixelclip.trainer import Trainer  # noqa: E402
 
 
 class PeakMemory:
@@ -123,38 +125,157 @@ def make_cfg(args) -> "CfgNode":  # noqa: F821
     return cfg
 
 
+def sam_like_masks(crop: int, num_masks: int, generator: torch.Generator) -> torch.Tensor:
+    """``num_masks`` overlapping elliptic masks (crop×crop bool) of log-uniform areas from 0.02 % to
+    20 % of the crop, at random places and orientations: nested and over-segmented like SAM's
+    automatic masks; a few vanish at the mask resolution (256²) and are dropped."""
+    yy, xx = torch.meshgrid(torch.arange(crop, dtype=torch.float32), torch.arange(crop, dtype=torch.float32),
+                            indexing="ij")
+    u = torch.rand(num_masks, 5, generator=generator)
+    area = crop * crop * torch.exp(np.log(2e-4) + u[:, 0] * (np.log(0.2) - np.log(2e-4)))
+    aspect = 0.4 + 2.1 * u[:, 1]
+    ry, rx = (area / np.pi * aspect).sqrt(), (area / np.pi / aspect).sqrt()
+    cy, cx, angle = u[:, 2] * crop, u[:, 3] * crop, u[:, 4] * np.pi
+    dy, dx = yy[None] - cy[:, None, None], xx[None] - cx[:, None, None]
+    cos, sin = angle.cos()[:, None, None], angle.sin()[:, None, None]
+    return ((dy * cos + dx * sin) / ry[:, None, None]) ** 2 + ((dx * cos - dy * sin) / rx[:, None, None]) ** 2 <= 1
+
+
 def train_inputs(batch: int, crop: int, num_masks: int, device) -> List[Dict]:
+    """``batch`` random crop×crop images (a weak and a colour-shifted strong view) with SAM-like masks."""
     g = torch.Generator().manual_seed(0)
     out = []
     for _ in range(batch):
-        masks = torch.zeros(num_masks, crop, crop, dtype=torch.bool)
-        cells = int(np.ceil(np.sqrt(num_masks)))
-        step = crop // cells
-        for j in range(num_masks):
-            y, x = divmod(j, cells)
-            masks[j, y * step:(y + 1) * step, x * step:(x + 1) * step] = True
         inst = Instances((crop, crop))
-        inst.gt_masks = BitMasks(masks)
+        inst.gt_masks = BitMasks(sam_like_masks(crop, num_masks, g))
         image = torch.randint(0, 256, (3, crop, crop), dtype=torch.uint8, generator=g)
-        out.append({"image": image, "image_strong": image, "instances": inst})
+        strong = (image.float() * torch.tensor([0.8, 1.1, 0.9])[:, None, None] + 12).clamp(0, 255).round().to(torch.uint8)
+        out.append({"image": image, "image_strong": strong, "instances": inst})
     return out
+
+
+def _train_step(model, optimizer, inputs) -> None:
+    loss = model(inputs)["loss_masks"]
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
 
 
 def bench_train(args, cfg, device) -> List:
     model = build_model(cfg).train()
     optimizer = build_optimizer(cfg, model)
     inputs = train_inputs(args.train_batch, args.crop, args.num_masks, device)
-
-    def step():
-        loss = model(inputs)["loss_masks"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    with PeakMemory(device) as mem:
-        seconds = timed(step, device, args.iters)
-    return STEP_HEADERS, [["train step", args.train_batch, f"{seconds:.3f}", f"{args.train_batch / seconds:.2f}",
+    seconds = []
+    with PeakMemory(device) as mem:  # the warm-up step included: its allocations count
+        for i in range(args.iters + 1):
+            t = timed(lambda: _train_step(model, optimizer, inputs), device, iters=1, warmup=0)
+            if i:
+                seconds.append(t)
+    if args.json:
+        print("RESULT " + json.dumps({"seconds": seconds, "peak_mb": mem.peak_mb}))
+    step = float(np.median(seconds))
+    return STEP_HEADERS, [["train step", args.train_batch, f"{step:.3f}", f"{args.train_batch / step:.2f}",
                            f"{mem.peak_mb:.0f}"]], []
+
+
+TRAIN_PARTS = ["inputs (views, masks to 256²)", "teacher forward (EMA step + no-grad ViT)", "student forward",
+               "prompts through the text encoder (forward)", "clustering (pooling, Sinkhorn, targets)",
+               "cost volume + decoder + BCE (forward)", "cost volume + decoder + BCE (backward)", "student backward",
+               "text encoder backward (to the prompt tokens)", "optimizer (clip + AdamW)"]
+
+
+def _profiled_step(model, optimizer, inputs, device) -> List[float]:
+    """One training step of PixelCLIP (the same calls as ``PixelCLIP.losses``) timed by part, seconds in
+    the order of ``TRAIN_PARTS``. The backward pass is split at the student features and the prompt
+    embeddings (detached there, then back-propagated in turn): the same gradients as one backward."""
+    from pixelclip.modeling.clustering import cluster_targets
+
+    times = []
+
+    def lap(fn):
+        _sync(device)
+        start = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+        return out
+
+    weak, strong, masks = lap(lambda: (model.preprocess.batch([x["image"] for x in inputs]),
+                                       model.preprocess.batch([x["image_strong"] for x in inputs]),
+                                       model._masks_of(inputs)))
+    teacher = lap(lambda: model.teacher_features(weak))
+    student = lap(lambda: model.backbone(strong)["clip_dense"])
+    prompts = lap(model.prompts)
+    targets, valid, _ = lap(lambda: cluster_targets(teacher, masks, prompts.detach(), model.eps, model.sinkhorn_iters))
+    student_leaf, prompts_leaf = student.detach().requires_grad_(), prompts.detach().requires_grad_()
+    optimizer.zero_grad()
+    loss = lap(lambda: model.mask_loss(student_leaf, prompts_leaf, targets, valid))
+    lap(loss.backward)
+    lap(lambda: student.backward(student_leaf.grad))
+    lap(lambda: prompts.backward(prompts_leaf.grad))
+    lap(optimizer.step)
+    return times
+
+
+def bench_train_profile(args, cfg, device) -> List:
+    """The training step by part at batch sizes ``--profile-batches`` (medians of ``--iters`` steps after
+    one warm-up step, interleaved with as many whole steps, ``model(inputs)`` + backward + optimizer)."""
+    batches = [int(b) for b in args.profile_batches.split(",")]
+    columns, totals = [], []
+    for b in batches:
+        model = build_model(cfg).train()
+        optimizer = build_optimizer(cfg, model)
+        inputs = train_inputs(b, args.crop, args.num_masks, device)
+        _train_step(model, optimizer, inputs)  # warm-up
+        parts, whole = [], []
+        for _ in range(args.iters):
+            parts.append(_profiled_step(model, optimizer, inputs, device))
+            whole.append(timed(lambda: _train_step(model, optimizer, inputs), device, iters=1, warmup=0))
+        columns.append(np.median(np.array(parts), axis=0))
+        totals.append(float(np.median(whole)))
+        del model, optimizer
+    rows = []
+    for i, name in enumerate(TRAIN_PARTS):
+        row = [name]
+        for col in columns:
+            row += [f"{col[i]:.2f}", f"{100 * col[i] / col.sum():.0f} %"]
+        rows.append(row)
+    rows.append(["sum of the parts"] + [x for col in columns for x in (f"{col.sum():.2f}", "100 %")])
+    rows.append(["whole step (model(inputs), backward, optimizer)"] + [x for t in totals for x in (f"{t:.2f}", "")])
+    headers = ["part"] + [x for b in batches for x in (f"batch {b}: s", "share")]
+    masks = f"{args.num_masks} SAM-like masks per {args.crop}² image (tools/benchmark.py sam_like_masks)"
+    return headers, rows, [masks, f"medians of {args.iters} steps after one warm-up step"]
+
+
+def bench_train_compare(args, cfg, device) -> List:
+    """This checkout's training step against the commit ``--baseline`` (extracted with ``git archive``
+    into a temporary folder), each run in its own process (``--tasks train --code-root``), alternating
+    baseline / current ``--compare-repeats`` times per batch size; medians of the step times."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", REPO, "archive", args.baseline], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        for b in [int(x) for x in args.profile_batches.split(",")]:
+            results = {"baseline": [], "current": []}
+            for _ in range(args.compare_repeats):
+                for key, root in (("baseline", tmp), ("current", REPO)):
+                    cmd = [sys.executable, os.path.abspath(__file__), "--tasks", "train", "--json", "--code-root", root,
+                           "--train-batch", str(b), "--iters", str(args.iters), "--crop", str(args.crop),
+                           "--num-masks", str(args.num_masks), "--clip-resolution", str(args.clip_resolution),
+                           "--model", args.model, "--device", args.device, "--threads", str(torch.get_num_threads())]
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                    results[key].append(json.loads(out.split("RESULT ", 1)[1].splitlines()[0]))
+            step = {k: float(np.median([s for r in v for s in r["seconds"]])) for k, v in results.items()}
+            peak = {k: max(r["peak_mb"] for r in v) for k, v in results.items()}
+            spread = {k: "–".join(f"{min(s for r in v for s in r['seconds']):.1f} {max(s for r in v for s in r['seconds']):.1f}".split())
+                      for k, v in results.items()}
+            rows += [[f"baseline {args.baseline}", b, f"{step['baseline']:.2f} ({spread['baseline']})",
+                      f"{b / step['baseline']:.3f}", f"{peak['baseline']:.0f}", "1.00×"],
+                     ["current", b, f"{step['current']:.2f} ({spread['current']})", f"{b / step['current']:.3f}",
+                      f"{peak['current']:.0f}", f"{step['baseline'] / step['current']:.2f}×"]]
+    headers = ["code", "batch", "s / step (range)", "images / s", "peak MB", "speed-up"]
+    return headers, rows, [f"{args.compare_repeats} alternating processes per code and batch, {args.iters} timed steps "
+                           "each after one warm-up step; peak MB: RSS growth over the steps, warm-up included"]
 
 
 def bench_infer(args, cfg, device) -> List:
@@ -256,6 +377,8 @@ class RecordingEvaluator(PixelCLIPSemSegEvaluator):
 def _score_gap(low_res: torch.Tensor, size, pixels: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest |score_a - score_b| (float64 bilinear upsampling of K×h×w ``low_res`` to ``size``) at
     the given pixels (n×2: row, column)."""
+    from pixelclip.modeling.postprocess import _Grid
+
     if len(pixels) == 0:
         return 0.0
     grid = _Grid(low_res.shape[1], low_res.shape[2], size[0], size[1], "cpu")
@@ -274,6 +397,10 @@ def _score_gap(low_res: torch.Tensor, size, pixels: torch.Tensor, a: torch.Tenso
 def bench_eval(args, cfg, device) -> List:
     """Per score regime: the dense backbone alone, ``--eval-only`` (Trainer.test, labels output), the
     release's path (batch 1, K×H×W logits, arg-max) and this project's K×H×W logits path (batched)."""
+    from pixelclip.data.datasets.ade20k import register_ade20k_150
+    from pixelclip.data.test_mapper import SemanticTestMapper
+    from pixelclip.trainer import Trainer
+
     regimes = args.regimes.split(",")
     for regime in regimes:
         if regime not in REGIMES:
@@ -407,6 +534,12 @@ def main():
                         "worker start-up dominates a short run on 2 cores)")
     parser.add_argument("--autocast", default="", choices=["", "fp16", "bf16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--profile-batches", default="2,4", help="batch sizes of train-profile and train-compare")
+    parser.add_argument("--baseline", default="68c37d8", help="git revision train-compare measures against")
+    parser.add_argument("--compare-repeats", type=int, default=2,
+                        help="alternating processes per code and batch size in train-compare")
+    parser.add_argument("--code-root", default=REPO, help="import pixelclip from this checkout (train-compare)")
+    parser.add_argument("--json", action="store_true", help="train: also print the step times as JSON")
     args = parser.parse_args()
     if args.train_batch is None:
         args.train_batch = 48 if args.device.startswith("cuda") else 4
@@ -415,7 +548,8 @@ def main():
     setup_logger(name="pixelclip")
     device = torch.device(args.device)
     cfg = make_cfg(args)
-    tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval}
+    tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval, "train-profile": bench_train_profile,
+             "train-compare": bench_train_compare}
     title = (f"PixelCLIP {args.model} | CLIP input {args.clip_resolution}² | crop {args.crop}² | K=64 | "
              f"{device} | {torch.get_num_threads()} threads | autocast {args.autocast or 'off'}")
     print(title)

@@ -230,29 +230,46 @@ class PixelCLIP(nn.Module):
         weak = self.preprocess.batch([x["image"] for x in batched_inputs])
         strong = self.preprocess.batch([x.get("image_strong", x["image"]) for x in batched_inputs])
         masks = self._masks_of(batched_inputs)
-        visual = self.backbone.visual
-        with torch.no_grad():
-            if self.teacher is not None:
-                self.teacher.update(visual)  # EMA step at the start of the step, as the release
-                teacher_features = self.teacher(weak)
-            else:
-                teacher_features = dense_features(visual, weak)
+        teacher_features = self.teacher_features(weak)
         student_features = self.backbone(strong)["clip_dense"]  # B×C×h×w
         prompt_embeddings = self.prompts()  # K×C
         targets, valid, assignment = cluster_targets(teacher_features, masks, prompt_embeddings.detach(),
                                                      self.eps, self.sinkhorn_iters)
+        loss = self.mask_loss(student_features, prompt_embeddings, targets, valid)
+        self._log_cluster_usage(masks, assignment)
+        return {"loss_masks": loss}
+
+    @torch.no_grad()
+    def teacher_features(self, weak: torch.Tensor) -> torch.Tensor:
+        """Dense features B×C×h×w of the weak views by the EMA teacher, after its EMA step (at the start
+        of the step, as the release), or by the student's tower when there is no teacher."""
+        visual = self.backbone.visual
+        if self.teacher is None:
+            return dense_features(visual, weak)
+        self.teacher.update(visual)
+        return self.teacher(weak)
+
+    def mask_loss(self, student_features: torch.Tensor, prompt_embeddings: torch.Tensor, targets: torch.Tensor,
+                  valid: torch.Tensor) -> torch.Tensor:
+        """Decoder prediction from the student's cost volume and its BCE against the cluster targets.
+
+        Arguments:
+            student_features: B×C×h×w; prompt_embeddings: K×C; targets: B×K×R×R (0/1);
+            valid: B×R×R (pixels covered by at least one mask).
+        Returns:
+            the mean BCE over the K channels of the valid pixels (a scalar).
+        """
         # cost volume S = cos(P_k, f_ij): B×K×h×w
         cost = torch.einsum("bchw,kc->bkhw", F.normalize(student_features, dim=1), F.normalize(prompt_embeddings, dim=-1))
         logits = self.decoder(cost)
         logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
-        if valid.any():
-            bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # B×K×R×R
-            weight = valid[:, None].to(bce.dtype)
-            loss = (bce * weight).sum() / (weight.sum() * bce.shape[1])
-        else:  # no image of this batch has a mask left: a zero loss that keeps every parameter in the graph
-            loss = logits.sum() * 0.0
-        self._log_cluster_usage(masks, assignment)
-        return {"loss_masks": loss}
+        if not valid.any():  # no image of this batch has a mask left: a zero loss that keeps every parameter in the graph
+            return logits.sum() * 0.0
+        # targets in the logits' dtype: BCE-with-logits computes in its target's dtype (float32 targets would
+        # round a float64 model's loss and gradients)
+        bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")  # B×K×R×R
+        weight = valid[:, None].to(bce.dtype)
+        return (bce * weight).sum() / (weight.sum() * bce.shape[1])
 
     def _log_cluster_usage(self, masks: List[torch.Tensor], assignment: torch.Tensor) -> None:
         try:
