@@ -16,7 +16,7 @@ from ..clip.text import LearnablePrompts, TextEncoder, VocabularyClassifier, get
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
-from .postprocess import _linear_taps, argmax_labels, resize_logits
+from .postprocess import _linear_taps, argmax_labels, few_threads, resize_logits
 from .preprocess import ClipPreprocessor
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ def _resized_cosine(features: torch.Tensor, text: torch.Tensor, size: Tuple[int,
     features = features.float().contiguous(memory_format=torch.channels_last)  # C innermost: one GEMM
     scores = torch.einsum("bchw,kc->bkhw", features, text.float()).contiguous(memory_format=torch.channels_last)
     scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
-    return scores / _resized_norm(features, size).clamp_min(1e-12)
+    with few_threads(features.device):  # about 25 small ops
+        norm = _resized_norm(features, size)
+    return scores / norm.clamp_min(1e-12)
 
 
 @META_ARCH_REGISTRY.register()

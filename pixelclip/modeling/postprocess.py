@@ -5,10 +5,31 @@ gives the H×W arg-max labels of the same bilinear upsampling without building t
 evaluation only needs the labels, and upsampling 150 maps to 512×683 costs more than half of the
 CLIP image encoder on a CPU.
 """
+from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+
+
+@contextmanager
+def few_threads(device: torch.device):
+    """Run a block of many mid-size CPU ops on one intra-op thread.
+
+    Each CPU op on more than PyTorch's grain size runs as an OpenMP parallel region and waits for all
+    its threads; on a busy machine (more runnable threads than cores) a descheduled thread makes every
+    such op cost a scheduler time slice (e.g. ``upsample_argmax`` on 4 ADE images, load 9 on 2 cores:
+    1.4 s with 2 threads, 0.15 s with 1). The work here is small, so one thread loses little when the
+    machine is idle. No effect on other devices."""
+    previous = torch.get_num_threads()
+    if torch.device(device).type != "cpu" or previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def resize_logits(logits: List[torch.Tensor], sizes: List[Tuple[int, int]]) -> List[torch.Tensor]:
@@ -118,8 +139,19 @@ def upsample_argmax(logits: torch.Tensor, size: Tuple[int, int], method: str = "
     if logits.dim() == 3:
         return upsample_argmax(logits[None], size, method, max_elements)[0]
     x = logits.float()
+    grid = _Grid(x.shape[-2], x.shape[-1], int(size[0]), int(size[1]), x.device)
+    with few_threads(x.device):  # many mid-size ops
+        labels, dense = _cells_argmax(x, grid, method, max_elements)
+    if dense.any():  # a few large ops, on every thread
+        idx = dense.nonzero()[:, 0]
+        labels[idx] = _dense_argmax(x[idx], grid, max_elements)
+    return labels
+
+
+def _cells_argmax(x: torch.Tensor, grid: _Grid, method: str, max_elements: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Labels B×H×W of B×K×h×w float32 scores, exact except in the images left to the dense path
+    (returned as a B bool mask)."""
     b, k, h, w = x.shape
-    grid = _Grid(h, w, int(size[0]), int(size[1]), x.device)
     # Edge-pad by one row / column so every cell (a, c) has corners (a|a+1, c|c+1); classes innermost.
     corners = F.pad(x, (0, 1, 0, 1), mode="replicate").permute(0, 2, 3, 1).contiguous()  # B×(h+1)×(w+1)×K
     winner = corners.max(-1).indices  # B×(h+1)×(w+1): the first maximum, as argmax (faster on CPU)
@@ -143,10 +175,7 @@ def upsample_argmax(logits: torch.Tensor, size: Tuple[int, int], method: str = "
             keep = ~dense[cells[:, 0]]
             cells, candidate = cells[keep], candidate[keep]
         _sparse_argmax(corners, cells, candidate, grid, labels, max_elements)
-    if dense.any():
-        idx = dense.nonzero()[:, 0]
-        labels[idx] = _dense_argmax(x[idx], grid, max_elements)
-    return labels
+    return labels, dense
 
 
 def _bucket(count: torch.Tensor) -> torch.Tensor:
