@@ -336,8 +336,7 @@ class PixelCLIP(nn.Module):
                                "dataset's stuff_classes, or call model.set_vocabulary([...])")
         text = self.classifier(self.vocabulary).to(self.device)  # K×C, cached per vocabulary
         if self.test_mode == "whole":
-            logits = self._score(self.preprocess.batch([x["image"] for x in batched_inputs]), text)
-            per_image = list(logits)
+            per_image = self._score(self.preprocess.batch([x["image"] for x in batched_inputs]), text)  # B×K×r×r
         else:
             per_image = [self._slide_logits(self.preprocess.normalize(x["image"]), text) for x in batched_inputs]
         sizes = [(x.get("height", x["image"].shape[-2]), x.get("width", x["image"].shape[-1])) for x in batched_inputs]

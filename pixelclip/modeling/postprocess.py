@@ -47,12 +47,14 @@ def resize_logits(logits: List[torch.Tensor], sizes: List[Tuple[int, int]]) -> L
     return out
 
 
-def argmax_labels(logits: List[torch.Tensor], sizes: List[Tuple[int, int]]) -> List[torch.Tensor]:
+def argmax_labels(logits: Sequence[torch.Tensor], sizes: List[Tuple[int, int]]) -> List[torch.Tensor]:
     """``resize_logits(...)[i].argmax(0)`` for every image (H×W int64), without the K×H×W maps:
-    ``upsample_argmax`` on one stacked batch per distinct (input size, output size) pair."""
+    ``upsample_argmax`` on one batch per distinct (input size, output size) pair. ``logits``: K×h×w
+    maps, or a B×K×h×w tensor (used as it is when all its images go to one size)."""
     out: List[Optional[torch.Tensor]] = [None] * len(logits)
     for (_, size), idx in _groups(logits, sizes).items():
-        labels = upsample_argmax(torch.stack([logits[i] for i in idx]), size)
+        whole = isinstance(logits, torch.Tensor) and len(idx) == len(logits)
+        labels = upsample_argmax(logits if whole else torch.stack([logits[i] for i in idx]), size)
         for j, i in enumerate(idx):
             out[i] = labels[j]
     return out
