@@ -3,14 +3,21 @@
 
     python tools/benchmark.py                          # CPU: train step, inference, --eval-only path
     python tools/benchmark.py --device cuda --train-batch 48
-    python tools/benchmark.py --tasks eval --eval-images 16 --test-batch 4
+    python tools/benchmark.py --tasks eval             # labels path vs backbone, release-style, K×H×W
+    python tools/benchmark.py --tasks train-profile    # the training step by part, batch 2 and 4
+    python tools/benchmark.py --tasks train-compare --profile-batches 2   # vs commit --baseline
 
 Tasks:
-  train  one training step (ViT-B/16, 320² CLIP input, 640² crops, K = 64, 64 masks per image)
-  infer  inference on 640×853 images (whole-image mode, 150 classes)
-  eval   the end-to-end ``--eval-only`` path (``Trainer.test``: data loader, model, SemSegEvaluator,
-         summary) on a generated ADE20K-150-layout folder, next to the dense backbone alone on the
-         same images; also the same path with K×H×W logits (TEST.OUTPUT logits) for comparison
+  train          training steps (ViT-B/16, 320² CLIP input, 640² crops, K = 64, SAM-like masks)
+  infer          inference on 640×853 images (whole-image mode, 150 classes)
+  eval           per score regime (--regimes): the dense backbone alone, the end-to-end ``--eval-only``
+                 path (``Trainer.test``: data loader, model with labels output, SemSegEvaluator, summary),
+                 the release's path (batch 1, K×H×W logits by D2's sem_seg_postprocess, arg-max in the
+                 evaluator) and this project's batched K×H×W logits path, on a generated
+                 ADE20K-150-layout folder (512×683 images); speeds, ratios, label differences
+  train-profile  one training step timed by part (student, teacher, prompts, clustering, decoder, optimizer)
+  train-compare  whole training steps of this checkout against the commit ``--baseline``, alternating
+                 processes (each imports its own pixelclip: ``--code-root``)
 Peak memory: CUDA's max allocated memory, or the growth of resident memory (RSS) on CPU.
 """
 import argparse
@@ -260,7 +267,7 @@ def bench_train_compare(args, cfg, device) -> List:
             for _ in range(args.compare_repeats):
                 for key, root in (("baseline", tmp), ("current", REPO)):
                     cmd = [sys.executable, os.path.abspath(__file__), "--tasks", "train", "--json", "--code-root", root,
-                           "--train-batch", str(b), "--iters", str(args.iters), "--crop", str(args.crop),
+                           "--train-batch", str(b), "--iters", str(args.compare_iters), "--crop", str(args.crop),
                            "--num-masks", str(args.num_masks), "--clip-resolution", str(args.clip_resolution),
                            "--model", args.model, "--device", args.device, "--threads", str(torch.get_num_threads())]
                     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -274,8 +281,8 @@ def bench_train_compare(args, cfg, device) -> List:
                      ["current", b, f"{step['current']:.2f} ({spread['current']})", f"{b / step['current']:.3f}",
                       f"{peak['current']:.0f}", f"{step['baseline'] / step['current']:.2f}×"]]
     headers = ["code", "batch", "s / step (range)", "images / s", "peak MB", "speed-up"]
-    return headers, rows, [f"{args.compare_repeats} alternating processes per code and batch, {args.iters} timed steps "
-                           "each after one warm-up step; peak MB: RSS growth over the steps, warm-up included"]
+    return headers, rows, [f"{args.compare_repeats} alternating processes per code and batch, {args.compare_iters} timed "
+                           "step(s) each after one warm-up step; peak MB: RSS growth over the steps, warm-up included"]
 
 
 def bench_infer(args, cfg, device) -> List:
@@ -547,6 +554,7 @@ def main():
     parser.add_argument("--baseline", default="68c37d8", help="git revision train-compare measures against")
     parser.add_argument("--compare-repeats", type=int, default=2,
                         help="alternating processes per code and batch size in train-compare")
+    parser.add_argument("--compare-iters", type=int, default=1, help="timed steps per train-compare process")
     parser.add_argument("--code-root", default=REPO, help="import pixelclip from this checkout (train-compare)")
     parser.add_argument("--json", action="store_true", help="train: also print the step times as JSON")
     args = parser.parse_args()
