@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pixelclip.modeling.postprocess import _linear_taps, argmax_labels, resize_logits, upsample_argmax
+from pixelclip.modeling.postprocess import _linear_taps, argmax_labels, few_threads, resize_logits, upsample_argmax
 
 
 def _smooth(num_classes: int, h: int, w: int, seed: int, batch: int = 1) -> torch.Tensor:
@@ -118,6 +118,23 @@ def test_upsample_argmax_batch_equals_single_images_and_takes_channels_last_view
     assert torch.equal(upsample_argmax(logits, (100, 131), max_elements=1000), batch)
     assert torch.equal(upsample_argmax(logits, (100, 131), method="dense", max_elements=1000),
                        upsample_argmax(logits, (100, 131), method="dense"))
+
+
+def test_few_threads_restores_the_thread_count():
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with few_threads(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError):
+            with few_threads(torch.device("cpu")):
+                raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+        upsample_argmax(_regime("random", 5, 8, 8), (20, 20))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_upsample_argmax_rejects_wrong_shape_and_method():
