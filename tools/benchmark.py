@@ -18,6 +18,8 @@ Tasks:
   train-profile  one training step timed by part (student, teacher, prompts, clustering, decoder, optimizer)
   train-compare  whole training steps of this checkout against the commit ``--baseline``, alternating
                  processes (each imports its own pixelclip: ``--code-root``)
+  text           the text embeddings of a --num-classes vocabulary with the imagenet_select templates: first
+                 encoding vs a new model of the same weights reading them from the disk cache (a second run)
 Peak memory: CUDA's max allocated memory, or the growth of resident memory (RSS) on CPU.
 """
 import argparse
@@ -28,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # --code-root: import pixelclip from another checkout (e.g. the commit before a change) for --tasks train;
@@ -38,8 +40,8 @@ sys.path.insert(0, CODE_ROOT)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.evaluation import inference_on_dataset  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
@@ -118,8 +120,12 @@ EVAL_HEADERS = ["regime", "path", "batch", "s / image", "images / s", "vs backbo
 
 
 def make_cfg(args) -> "CfgNode":  # noqa: F821
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
+    try:  # the paper's recipe (configs/Base-PixelCLIP.yaml)
+        from pixelclip import get_pixelclip_cfg
+        cfg = get_pixelclip_cfg()
+    except ImportError:  # a --code-root baseline from before the recipe file: its config function held the recipe
+        cfg = get_cfg()
+        add_pixelclip_config(cfg)
     cfg.MODEL.DEVICE = args.device
     cfg.MODEL.PIXELCLIP.CLIP_MODEL_NAME = args.model
     cfg.MODEL.PIXELCLIP.CLIP_PRETRAINED = ""  # random weights: timing only
@@ -522,6 +528,32 @@ def bench_eval(args, cfg, device) -> List:
     return EVAL_HEADERS, rows, notes
 
 
+def bench_text(args, cfg, device) -> Tuple[List[str], List, List[str]]:
+    """First encoding of a vocabulary vs reading it back from the disk cache
+    (``pixelclip/clip/text_cache.py``) in a new model with the same weights, as a second run does."""
+    from pixelclip.clip.text import get_templates
+
+    text_cfg = cfg.clone()
+    text_cfg.MODEL.PIXELCLIP.TEST.TEMPLATES = "imagenet_select"
+    names = [f"class {i}" for i in range(args.num_classes)]
+    label = f"text embeddings ({args.num_classes} classes × {len(get_templates('imagenet_select'))} templates)"
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for kind in ("first run: encoded", "next runs: disk cache"):
+            torch.manual_seed(args.seed)  # the same random weights, so the same cache key
+            model = build_model(text_cfg).to(device).eval()
+            model.classifier._cache.cache_dir = cache
+            with PeakMemory(device) as mem:
+                start = time.perf_counter()
+                model.classifier(names)
+                _sync(device)
+                seconds = time.perf_counter() - start
+            rows.append([f"{label}, {kind}", args.num_classes, f"{seconds:.3f}",
+                         f"{args.num_classes / seconds:.1f}", f"{mem.peak_mb:.0f}"])
+            del model
+    return STEP_HEADERS, rows, []
+
+
 def get_stuff_classes(name: str) -> List[str]:
     from detectron2.data import MetadataCatalog
 
@@ -532,7 +564,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--model", default="ViT-B-16-quickgelu", help="open_clip architecture (random weights)")
-    parser.add_argument("--tasks", default="train,infer,eval")
+    parser.add_argument("--tasks", default="train,infer,eval", help="any of train,infer,eval,text")
     parser.add_argument("--clip-resolution", type=int, default=320)
     parser.add_argument("--crop", type=int, default=640)
     parser.add_argument("--num-masks", type=int, default=64)
@@ -566,7 +598,7 @@ def main():
     device = torch.device(args.device)
     cfg = make_cfg(args)
     tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval, "train-profile": bench_train_profile,
-             "train-compare": bench_train_compare}
+             "train-compare": bench_train_compare, "text": bench_text}
     title = (f"PixelCLIP {args.model} | CLIP input {args.clip_resolution}² | crop {args.crop}² | K=64 | "
              f"{device} | {torch.get_num_threads()} threads | autocast {args.autocast or 'off'}")
     print(title)

@@ -12,7 +12,7 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ..clip.dense import dense_features
-from ..clip.text import LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
+from ..clip.text import SINGLE_TEMPLATE, LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
@@ -114,12 +114,12 @@ class PixelCLIP(nn.Module):
         prompt_init_words: Sequence[str] = (),
         learn_prompts: bool = True,
         mask_resolution: int = 256,
-        max_masks: int = 512,
+        max_masks: int = 0,
         eps: float = 100.0,
         sinkhorn_iters: int = 3,
         use_momentum: bool = True,
         momentum: float = 0.999,
-        test_templates: Sequence[str] = ("A photo of a {} in the scene.",),
+        test_templates: Sequence[str] = (SINGLE_TEMPLATE,),
         test_feature_resolution: int = 64,
         test_mode: str = "whole",
         slide_overlap: float = 0.333,
@@ -199,6 +199,12 @@ class PixelCLIP(nn.Module):
     def device(self) -> torch.device:
         return self.preprocess.device
 
+    @property
+    def dense_mode(self) -> str:
+        """The backbone's MODEL.PIXELCLIP.DENSE_MODE; the teacher's dense path is the same, so the
+        clustering sees the features the student is trained through."""
+        return getattr(self.backbone, "dense_mode", "value")
+
     def set_vocabulary(self, class_names: Sequence[str]) -> None:
         """Classes that inference scores (e.g. a test dataset's ``stuff_classes``)."""
         if not class_names:
@@ -247,9 +253,9 @@ class PixelCLIP(nn.Module):
         of the step, as the release), or by the student's tower when there is no teacher."""
         visual = self.backbone.visual
         if self.teacher is None:
-            return dense_features(visual, weak)
+            return dense_features(visual, weak, self.dense_mode)
         self.teacher.update(visual)
-        return self.teacher(weak)
+        return self.teacher(weak, self.dense_mode)
 
     def mask_loss(self, student_features: torch.Tensor, prompt_embeddings: torch.Tensor, targets: torch.Tensor,
                   valid: torch.Tensor) -> torch.Tensor:

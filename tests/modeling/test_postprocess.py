@@ -159,3 +159,23 @@ def test_resize_logits_batches_by_size_and_keeps_order():
         expected = F.interpolate(lg[None], size=size, mode="bilinear", align_corners=False)[0]
         assert got.shape == (5, *size)
         assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_upsample_argmax_on_piecewise_constant_logits_and_exact_ties():
+    # constant maps: inside every cell the winner's smallest and largest corners are equal (the pruning must
+    # keep a class whose largest corner only equals the floor)
+    constant = torch.tensor([0.1, 0.7, 0.3]).view(3, 1, 1).expand(3, 6, 8).contiguous()
+    assert torch.equal(upsample_argmax(constant, (25, 31)), torch.ones(25, 31, dtype=torch.int64))
+    # regions of constant scores, with exact ties between classes 2 and 3 on the right, and 0 and 1 on a strip
+    logits = torch.zeros(4, 8, 8)
+    logits[0, :, :4] = 0.5
+    logits[1, :2, :4] = 0.5  # tie with class 0 on the top-left strip
+    logits[2, :, 4:] = 0.25
+    logits[3, :, 4:] = 0.25  # tie with class 2
+    for size in ((8, 8), (32, 32), (19, 45), (5, 3)):
+        labels = upsample_argmax(logits, size)
+        reference = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0].argmax(0)
+        assert torch.equal(labels, reference), size
+    labels = upsample_argmax(logits, (32, 32))
+    assert labels[0, 0] == 0 and labels[-1, 0] == 0 and labels[0, -1] == 2 and labels[-1, -1] == 2
+    assert set(labels.unique().tolist()) == {0, 2}  # ties go to the lower class id, as argmax

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -25,10 +27,14 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path):
 
     results = json.loads((out / "results.json").read_text())
     assert set(results) >= {"clip", "pixelclip", "random_masks", "checks", "meta"}
+    def evaluated(run):  # the mIoU the run's SemSegEvaluator wrote (results.json rounds to 2 decimals)
+        return round(json.loads((out / run / "summary.json").read_text())["synthetic_val_sem_seg"]["mIoU"], 2)
+
     for method in ("pixelclip", "random_masks"):
         assert set(results[method]["mIoU"]) == {"seed0", "seed1"}
-        assert all(0.0 <= v <= 100.0 for v in results[method]["mIoU"].values())
-    assert 0.0 <= results["clip"]["mean"] <= 100.0
+        for seed, value in results[method]["mIoU"].items():
+            assert value == pytest.approx(evaluated(f"{method}_{seed}"), abs=1e-6), (method, seed)
+    assert results["clip"]["mean"] == pytest.approx(evaluated("clip"), abs=1e-6)
     assert results["meta"]["quick"] is True
     # the stages really ran through train_net: a checkpoint, D2 metrics and the evaluator's summary
     for run in ("pixelclip_seed0", "pixelclip_seed1", "random_masks_seed0", "random_masks_seed1"):
