@@ -77,6 +77,15 @@ class TextEncoder(nn.Module):
         self.eos_token_id = getattr(clip_model, "text_eos_id", None)
         self.tokenizer = tokenizer
         self.context_length = int(clip_model.positional_embedding.shape[0])
+        mask = clip_model.attn_mask
+        if mask is not None:
+            above = torch.ones_like(mask, dtype=torch.bool).triu(1)
+            self.causal = bool((mask[above] == float("-inf")).all() and (mask[~above] == 0).all())
+        else:
+            self.causal = False
+        # Run the transformer on the context up to the last pooled (EOT) token only: exact for a causal
+        # text encoder (False: always the full context, the reference computation).
+        self.truncate_context = True
         freeze(self)
 
     @property
@@ -97,18 +106,28 @@ class TextEncoder(nn.Module):
         return torch.zeros_like(tokens[:, 0])  # "first"
 
     def encode_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Token embeddings N×L×D (their ids N×L tell where EOT is) -> text features N×C."""
-        x = embeddings + self.positional_embedding.to(embeddings.dtype)
+        """Token embeddings N×L×D (their ids N×L tell where EOT is) -> text features N×C.
+
+        With a causal attention mask a token sees only the tokens before it, so the pooled EOT token's
+        output does not depend on the padding after the last EOT: the transformer runs on the first
+        ``last EOT + 1`` positions only (CLIP's prompts use 10–20 of its 77; forward and backward cost
+        scale with the length). Same result up to float rounding."""
+        pool = self._pool_index(tokens)
+        length = embeddings.shape[1]
+        if self.truncate_context and self.causal and self.pool_type in ("argmax", "eos"):
+            length = int(pool.max()) + 1
+        x = embeddings[:, :length] + self.positional_embedding[:length].to(embeddings.dtype)
+        attn_mask = None if self.attn_mask is None else self.attn_mask[:length, :length]
         # the blocks run here, in their own layout (open_clip < 2.26 is sequence-first, later batch-first)
         sequence_first = not blocks_batch_first(self.transformer)
         if sequence_first:
             x = x.transpose(0, 1)
         for block in self.transformer.resblocks:
-            x = block(x, attn_mask=self.attn_mask)
+            x = block(x, attn_mask=attn_mask)
         if sequence_first:
             x = x.transpose(0, 1)
         x = self.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), self._pool_index(tokens)]
+        x = x[torch.arange(x.shape[0], device=x.device), pool]
         if self.text_projection is None:
             return x
         if isinstance(self.text_projection, nn.Linear):

@@ -95,6 +95,30 @@ def test_prompt_initialisation_from_a_word_list():
         LearnablePrompts(enc, 2, 4, init_words=["  "])
 
 
+def test_truncated_context_equals_full_context_in_float64():
+    # CLIP's text attention is causal: the EOT token's output cannot depend on the padding after it.
+    _, enc = _encoder()
+    enc.double()
+    prompts = LearnablePrompts(enc, num_prompts=5, prompt_length=4, template="A photo of a {} in the scene").double()
+    assert enc.causal
+    lengths = []
+    # the blocks are batch-first in open_clip 3.x: N×L×D
+    hook = enc.transformer.resblocks[0].register_forward_pre_hook(lambda module, args: lengths.append(args[0].shape[1]))
+    results = {}
+    for truncate in (True, False):
+        enc.truncate_context = truncate
+        prompts.prompt_tokens.grad = None
+        out = prompts()
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        texts = enc(enc.tokenize(["a photo of a dog.", "sky", "a photo of the large grass in the scene."]))
+        results[truncate] = (out.detach(), prompts.prompt_tokens.grad.clone(), texts)
+    hook.remove()
+    eot = int(prompts.tokens.argmax())
+    assert lengths == [eot + 1, 12, enc.context_length, enc.context_length]  # "a photo of the large ..." has 12
+    for fast, full in zip(results[True], results[False]):
+        assert torch.allclose(fast, full, rtol=1e-12, atol=1e-14)
+
+
 class _SequenceFirstTransformer(nn.Module):
     """open_clip < 2.26's Transformer: no ``batch_first`` attribute; blocks and ``forward`` take L×N×D."""
 

@@ -8,7 +8,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from pixelclip.modeling.clustering import cluster_targets, pool_mask_features, resize_masks, sinkhorn
+from pixelclip.modeling.clustering import (cluster_targets, pool_mask_features, pool_upsampled_features, resize_masks,
+                                           sinkhorn)
 
 
 def test_sinkhorn_rows_sum_to_one_and_clusters_are_balanced():
@@ -59,6 +60,27 @@ def test_pool_mask_features_is_masked_mean():
     masks[0, :2, :2] = True
     pooled = pool_mask_features(feats, masks)
     assert torch.allclose(pooled[0], feats[:, :2, :2].reshape(2, -1).mean(1))
+
+
+@pytest.mark.parametrize("grid,size", [((20, 20), (256, 256)), ((6, 7), (32, 45)), ((5, 5), (5, 5)), ((9, 4), (3, 8))])
+def test_pooling_on_the_source_grid_equals_pooling_the_upsampled_features(grid, size):
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(16, *grid, generator=g, dtype=torch.float64)
+    masks = torch.rand(7, *size, generator=g) > torch.rand(7, 1, 1, generator=g)  # from sparse to dense
+    masks[0] = False  # an empty mask averages to 0, as before
+    masks[1] = False
+    masks[1, -1, -1] = True  # a corner pixel: the edge taps
+    upsampled = F.interpolate(feats[None], size=size, mode="bilinear", align_corners=False)[0]
+    expected = pool_mask_features(upsampled, masks)
+    assert torch.allclose(pool_upsampled_features(feats, masks), expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("shape,size", [((640, 640), 256), ((97, 130), 32), ((30, 20), 64), ((7, 7), 7)])
+def test_resize_masks_is_nearest_interpolation(shape, size):
+    masks = torch.rand(6, *shape, generator=torch.Generator().manual_seed(1)) > 0.7
+    expected = F.interpolate(masks[None].float(), size=(size, size), mode="nearest")[0] > 0.5
+    expected = expected[expected.flatten(1).sum(1) > 1]
+    assert torch.equal(resize_masks(masks, size, max_masks=100), expected)
 
 
 def test_resize_masks_drops_vanishing_and_keeps_largest():
