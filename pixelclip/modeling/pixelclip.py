@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
-from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ..clip.dense import dense_features
 from ..clip.text import LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
+from .cluster_stats import log_cluster_stats
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
@@ -225,16 +225,9 @@ class PixelCLIP(nn.Module):
             loss = (bce * weight).sum() / (weight.sum() * bce.shape[1])
         else:  # no image of this batch has a mask left: a zero loss that keeps every parameter in the graph
             loss = logits.sum() * 0.0
-        self._log_cluster_usage(masks, assignment)
+        class_embeddings = self.classifier(self.vocabulary) if self.vocabulary else None  # cached; logs only
+        log_cluster_stats(masks, assignment, targets, valid, prompt_embeddings, class_embeddings)
         return {"loss_masks": loss}
-
-    def _log_cluster_usage(self, masks: List[torch.Tensor], assignment: torch.Tensor) -> None:
-        try:
-            storage = get_event_storage()
-        except AssertionError:  # called outside a trainer
-            return
-        storage.put_scalar("pixelclip/masks_per_image", sum(len(m) for m in masks) / max(len(masks), 1))
-        storage.put_scalar("pixelclip/clusters_used", float(assignment.unique().numel()))
 
     # ------------------------------------------------------------------ inference
     def _autocast(self):
