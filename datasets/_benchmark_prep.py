@@ -132,6 +132,18 @@ def save_image_atomic(image: Image.Image, path: Path, format: str, **kwargs) -> 
             tmp.unlink()
 
 
+def save_text_atomic(text: str, path: Path) -> None:
+    """Write ``text`` to a hidden temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def save_label_atomic(labels: np.ndarray, path: Path) -> None:
     """Save a class-id map: ``.png`` as 8-bit (uint8) or 16-bit (uint16) PNG, ``.tif`` as a
     deflate-compressed 16-bit TIFF."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ADE20K-847 images and 16-bit labels for ``ade20k_full_sem_seg_freq_val_all``.
+"""ADE20K-847 images and 16-bit labels for ``pixelclip_ade20k_full_sem_seg_freq_val_all``.
 
 Input (the full ADE20K release ADE20K_2021_17_01, unzipped under the datasets root)::
 

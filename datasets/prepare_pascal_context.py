@@ -21,6 +21,8 @@ Output::
     annotations_detectron2/pc59_val/*.png    # 0..58, 255 = everything else (ignored)
     annotations_detectron2/pc60_val/*.png    # 0..58, 59 = background (last)
     annotations_detectron2/pc459_val/*.tif   # 16-bit, 0..458, 65535 = unlabelled (ignored)
+    annotations_detectron2/val_ids.txt       # the validation ids used (the registration checks
+                                             # that every one of them has its label file)
 
 Segments whose category is not one of the 59 classes (none in trainval_merged.json) are ignored
 (255) in both pc59 and pc60.
@@ -43,6 +45,7 @@ from _benchmark_prep import (
     require_file,
     run_tasks,
     save_label_atomic,
+    save_text_atomic,
 )
 
 ALL_TASKS = ("59", "60", "459")
@@ -138,6 +141,7 @@ def main(argv=None) -> None:
         ids = read_ids(require_file(base / "ImageSets" / "Main" / "val.txt", "the VOC2010 val list"))
     if not ids:
         raise LayoutError("the validation id list is empty")
+    save_text_atomic("\n".join(ids) + "\n", out_root / "val_ids.txt")
 
     if kinds:
         by_stem = {Path(im["file_name"]).stem: im for im in images.values()}

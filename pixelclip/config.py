@@ -1,27 +1,38 @@
-"""Every configuration key of PixelCLIP, its default (the authors' release) and its meaning.
+"""Every configuration key of PixelCLIP, its default and its meaning.
 
 Shin et al., "Towards Open-Vocabulary Semantic Segmentation Without Semantic Labels", NeurIPS 2024.
-Defaults are the ViT-B/16 values of the release (see shared METHOD.md); per-backbone YAMLs in
-``configs/`` override what differs (ConvNeXt: full fine-tuning, 640² input, EPS 1).
+:func:`add_pixelclip_config` adds PixelCLIP's own keys and changes no key Detectron2 (or a framework
+such as Mask2Former / FC-CLIP) has already set, so adding it to another model's config changes nothing
+about that model. ``MODEL.PIXELCLIP.*`` defaults are the release's ViT-B/16 values; the keys this adds in
+Detectron2's own sections (``INPUT.*``, ``SOLVER.*``, ``TEST.*``) default to what Detectron2 does without
+them. The paper's training recipe (meta-architecture, CLIP normalisation, AdamW, lr multipliers,
+clipping, crops, batch size, ...) is ``configs/Base-PixelCLIP.yaml``, which every config inherits;
+per-backbone YAMLs override what differs (ConvNeXt: full fine-tuning, 640² input, EPS 1).
 """
+from pathlib import Path
+from typing import Callable, Sequence
+
 from detectron2.config import CfgNode as CN
 
 # CLIP's normalisation in 0-255 units (OpenAI CLIP / open_clip's OPENAI_DATASET_MEAN/STD × 255).
 CLIP_PIXEL_MEAN = [122.7709383, 116.7460125, 104.09373615]
 CLIP_PIXEL_STD = [68.5005327, 66.6321579, 70.32316305]
 
+# The recipe every PixelCLIP config inherits (in the source checkout, beside the package).
+BASE_CONFIG_FILE = Path(__file__).resolve().parents[1] / "configs" / "Base-PixelCLIP.yaml"
+
+
+def _add_if_absent(node: CN, key: str, value) -> None:
+    """Add ``key`` to ``node`` unless another config function already did (Mask2Former and FC-CLIP
+    add some of the same keys, e.g. ``INPUT.COLOR_AUG_SSD``); their value is kept."""
+    if key not in node:
+        node[key] = value
+
 
 def add_pixelclip_config(cfg: CN) -> None:
-    """Add PixelCLIP's keys to a Detectron2 config in place (idempotent)."""
+    """Add PixelCLIP's keys to a Detectron2 config in place (idempotent); no existing key changes."""
     if hasattr(cfg.MODEL, "PIXELCLIP"):
         return
-    cfg.MODEL.META_ARCHITECTURE = "PixelCLIP"
-    cfg.MODEL.BACKBONE.NAME = "PixelCLIPBackbone"
-    cfg.MODEL.BACKBONE.FREEZE_AT = 0  # the CLIP_FINETUNE policy decides what trains, not FREEZE_AT
-    cfg.MODEL.PIXEL_MEAN = list(CLIP_PIXEL_MEAN)
-    cfg.MODEL.PIXEL_STD = list(CLIP_PIXEL_STD)
-    cfg.MODEL.WEIGHTS = ""
-
     cfg.MODEL.PIXELCLIP = CN()
     P = cfg.MODEL.PIXELCLIP
     # --- CLIP model (pixelclip/clip/build.py) ---
@@ -29,18 +40,28 @@ def add_pixelclip_config(cfg: CN) -> None:
     P.CLIP_PRETRAINED = "openai"  # open_clip pretrained tag, a local checkpoint file, or "" for random init
     P.CLIP_FINETUNE = "attention"  # which image-encoder weights train: attention|full|conv|prompt|none
     P.CLIP_RESOLUTION = (320, 320)  # (H, W) the image is resized to before the CLIP image encoder
+    # last ViT block of the dense path, for student, EMA teacher and inference alike: value (the release's
+    # MaskCLIP-style value path)|vanilla|maskclip|sclip|clearclip|naclip (pixelclip/clip/dense_modes.py); ConvNeXt: value
+    P.DENSE_MODE = "value"
+    # MODEL.WEIGHTS that leave the image encoder, the prompts or the decoder without weights (another model's
+    # checkpoint) stop the run (pixelclip/checkpoint.py); True loads such a file partially on purpose
+    P.ALLOW_PARTIAL_WEIGHTS = False
     # --- learnable class prompts (pixelclip/clip/text.py) ---
     P.NUM_PROMPTS = 64  # K, number of global semantic clusters / learnable class prompts
     P.PROMPT_LENGTH = 4  # learnable word slots per prompt
     P.PROMPT_TEMPLATE = "A photo of a {} in the scene"  # {} is filled by the PROMPT_LENGTH slots
-    P.PROMPT_INIT_SEED = 0  # seed for drawing the random vocabulary ids that initialise the slots
+    # seed of the random vocabulary ids that initialise the slots: ids = randint(vocab_size - 10, (K, L)) from a
+    # CPU generator with this seed; 0 draws exactly the release's ids (it seeds torch's global RNG with 0)
+    P.PROMPT_INIT_SEED = 0
     # "" = any vocabulary id (the release); else "a,b,c" or a .txt/.json word file: draw the slots from
     # the tokens of these words (for a small CLIP whose text encoder only knows its captions' words)
     P.PROMPT_INIT_WORDS = ""
     P.LEARN_PROMPTS = True  # False freezes the prompt tokens at their initial value (ablation)
     # --- online clustering (pixelclip/modeling/clustering.py) ---
     P.MASK_RESOLUTION = 256  # side of the square grid where masks, mask features and targets live
-    P.MAX_MASKS = 512  # at most this many masks per image (largest first)
+    # 0 = every mask (the release clusters them all: its MAX_MASKS is read but unused); N > 0 keeps the N largest
+    # per image, a memory guard for images with very many masks (the mapper and the model both apply it)
+    P.MAX_MASKS = 0
     P.EPS = 100.0  # scale of the cosine logits fed to Sinkhorn-Knopp (ε)
     P.SINKHORN_ITERS = 3  # Sinkhorn-Knopp iterations
     # --- momentum teacher (pixelclip/modeling/momentum.py) ---
@@ -51,7 +72,9 @@ def add_pixelclip_config(cfg: CN) -> None:
     P.DECODER_NORM_GROUPS = 0  # GroupNorm groups in the decoder; 0 = channels // 16 per layer (the release)
     # --- inference (pixelclip/modeling/pixelclip.py) ---
     P.TEST = CN()
-    P.TEST.TEMPLATES = "imagenet_select"  # single|imagenet_select|imagenet: text templates ensembled
+    # text templates ensembled (pixelclip/clip/text.py): single (the release's "A photo of a {} in the scene"),
+    # imagenet_select (the release's 8, used by its evaluation for every benchmark), scene14, imagenet (OpenAI's 80)
+    P.TEST.TEMPLATES = "imagenet_select"
     P.TEST.FEATURE_RESOLUTION = 64  # dense features are bilinearly resized to this square before scoring
     P.TEST.MODE = "whole"  # whole: resize the image to CLIP_RESOLUTION; slide: overlapping windows
     P.TEST.SLIDE_OVERLAP = 0.333  # fraction of a window shared with its neighbour in slide mode
@@ -72,69 +95,38 @@ def add_pixelclip_config(cfg: CN) -> None:
     cfg.MODEL.DINO.KMEANS_ITERS = 20  # Lloyd iterations
     cfg.MODEL.DINO.INPUT_SIZE = 448  # square side the image is resized to for DINO
 
-    # --- data ---
-    cfg.INPUT.FORMAT = "RGB"
-    cfg.INPUT.DATASET_MAPPER_NAME = "pixelclip_unlabeled"  # name in pixelclip.data.MAPPER_REGISTRY
-    cfg.INPUT.MIN_SIZE_TRAIN = (1024,)  # short side before the crop
-    cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"
-    cfg.INPUT.MAX_SIZE_TRAIN = 4096
-    cfg.INPUT.MIN_SIZE_TEST = 640  # short side at test time
-    cfg.INPUT.MAX_SIZE_TEST = 2560
-    cfg.INPUT.CROP.ENABLED = True
-    cfg.INPUT.CROP.TYPE = "absolute"
-    cfg.INPUT.CROP.SIZE = (640, 640)
-    cfg.INPUT.COLOR_AUG_SSD = True  # SSD photometric distortion on both views
-    cfg.INPUT.STRONG_AUG = True  # a strongly colour-augmented student view (teacher sees the weak one)
-    cfg.INPUT.SIZE_DIVISIBILITY = -1
+    # --- data (keys Detectron2 lacks; the recipe's values are in configs/Base-PixelCLIP.yaml) ---
+    _add_if_absent(cfg.INPUT, "DATASET_MAPPER_NAME", "pixelclip_unlabeled")  # pixelclip.data.MAPPER_REGISTRY name
+    _add_if_absent(cfg.INPUT, "COLOR_AUG_SSD", False)  # SSD photometric distortion on both views (recipe: True)
+    _add_if_absent(cfg.INPUT, "STRONG_AUG", False)  # a strongly colour-augmented student view (recipe: True)
 
-    # --- solver (pixelclip/solver.py) ---
-    cfg.SOLVER.OPTIMIZER = "ADAMW"
-    cfg.SOLVER.BASE_LR = 2e-4
-    cfg.SOLVER.BASE_LR_END = 1e-4  # the cosine schedule ends here (D2 key, set to the release's value)
-    cfg.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR"
-    cfg.SOLVER.WARMUP_ITERS = 0
-    cfg.SOLVER.WEIGHT_DECAY = 1e-4
-    cfg.SOLVER.WEIGHT_DECAY_NORM = 1e-4
-    cfg.SOLVER.WEIGHT_DECAY_EMBED = 1e-4
-    cfg.SOLVER.MAX_ITER = 10000
-    cfg.SOLVER.IMS_PER_BATCH = 48
-    cfg.SOLVER.CHECKPOINT_PERIOD = 1000
-    cfg.SOLVER.CLIP_MULTIPLIER = 0.01  # lr multiplier of the CLIP image-encoder parameters
-    cfg.SOLVER.PROMPT_MULTIPLIER = 10.0  # lr multiplier of the learnable prompt tokens
-    cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
-    cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"  # full_model: one L2 norm over all parameters
-    cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.01
-    cfg.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
+    # --- solver (pixelclip/solver.py; keys Detectron2 lacks) ---
+    _add_if_absent(cfg.SOLVER, "OPTIMIZER", "SGD")  # SGD (what Detectron2 builds) | ADAMW (recipe)
+    _add_if_absent(cfg.SOLVER, "CLIP_MULTIPLIER", 1.0)  # lr multiplier of the CLIP image encoder (recipe: 0.01)
+    _add_if_absent(cfg.SOLVER, "PROMPT_MULTIPLIER", 1.0)  # lr multiplier of the learnable prompts (recipe: 10)
+    _add_if_absent(cfg.TEST, "IMS_PER_BATCH", 1)  # images per inference batch (any size works)
 
-    cfg.TEST.IMS_PER_BATCH = 1  # images per inference batch (any size works)
-    cfg.TEST.EVAL_PERIOD = 0
-    cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False
 
-    # --- zero-shot mask classification (issue 7: pixelclip/modeling/mask_classifier.py,
-    # zero_shot_mask_classifier.py, data/mask_classification_mapper.py, projects/MaskClassification) ---
-    cfg.INPUT.TEST_MAPPER_NAME = ""  # "" = SemanticTestMapper; else the MAPPER_REGISTRY name the test loader uses
-    cfg.MODEL.MASK_CLASSIFIER = CN()
-    M = cfg.MODEL.MASK_CLASSIFIER
-    M.MODE = "dense"  # dense: mean of dense features in each mask (PixelCLIP); crop: masked crops, global embedding
-    M.MASK_SOURCE = "gt"  # gt: ground-truth segments (oracle); json: SA-1B-style files in MASK_DIR; model: PROPOSAL_MODEL
-    M.GT_MASK_MODE = "class"  # gt: class = one mask per class present; component = one per connected component
-    M.MASK_DIR = ""  # folder of <image stem>.json mask files (SA-1B schema) for MASK_SOURCE json
-    M.MIN_MASK_AREA = 1  # masks with fewer pixels (at the image's original resolution) are dropped
-    M.MAX_MASKS = 0  # keep at most this many masks per image, largest first (0 = all)
-    M.POOL_RESOLUTION = 64  # dense mode: features are bilinearly resized to this square grid before mask pooling
-    M.CROP_STYLE = "cropmask"  # crop: the mask's box; mask: image, background zeroed; cropmask: both (ZegFormer)
-    M.CROP_SIZE = 0  # crop mode: side of each crop fed to CLIP (0 = the image tower's native input size)
-    M.CROP_BATCH = 32  # crop mode: crops per image-encoder forward pass
-    M.FILL_UNCOVERED = True  # pixels no mask covers take the dense per-pixel class scores (else 0 for every class)
-    M.PANOPTIC_ON = False  # also output panoptic_seg: one segment per mask, overlaps resolved by class score
-    M.OVERLAP_THRESHOLD = 0.8  # panoptic: a mask keeps its segment only if this fraction of it stays visible
-    M.ALPHA = 0.4  # FC-CLIP geometric ensemble: weight of CLIP's scores on seen (in-vocabulary) classes
-    M.BETA = 0.8  # FC-CLIP geometric ensemble: weight of CLIP's scores on unseen classes
-    M.SEEN_CLASSES = ""  # classes the in-vocabulary classifier was trained on: dataset or vocabulary ("" = none)
-    M.PROPOSAL_MODEL = CN()
-    M.PROPOSAL_MODEL.CONFIG_FILE = ""  # D2 config of the mask proposal model (MASK_SOURCE model)
-    M.PROPOSAL_MODEL.WEIGHTS = ""  # its checkpoint
-    M.PROPOSAL_MODEL.CONFIG_FUNCS = []  # dotted paths adding its keys, e.g. ["mask2former.add_maskformer2_config"]
-    M.PROPOSAL_MODEL.MASK_THRESHOLD = 0.5  # soft pred_masks (probabilities; logits get a sigmoid) above this are in
-    M.PROPOSAL_MODEL.SCORE_THRESHOLD = 0.0  # proposals with a lower score are dropped
-    M.PROPOSAL_MODEL.USE_CLASS_SCORES = True  # ensemble the proposal model's own class scores with CLIP's (ALPHA / BETA)
+def get_pixelclip_cfg(config_file: str = "", opts: Sequence[str] = (),
+                      config_funcs: Sequence[Callable[[CN], None]] = ()) -> CN:
+    """Detectron2's defaults + :func:`add_pixelclip_config` + ``config_funcs`` (a project's own config
+    functions, e.g. ``projects/MaskClassification``'s) + the recipe (``configs/Base-PixelCLIP.yaml``),
+    then ``config_file`` (which usually inherits the recipe already) and ``opts`` (``KEY VALUE ...``).
+
+    Raises:
+        FileNotFoundError: the recipe file is not beside the package (it ships with the source checkout).
+    """
+    from detectron2.config import get_cfg
+
+    if not BASE_CONFIG_FILE.is_file():
+        raise FileNotFoundError(f"PixelCLIP's recipe {BASE_CONFIG_FILE} is missing: it ships with the source "
+                                "checkout of pixelclip-d2 (configs/), which an editable install keeps")
+    cfg = get_cfg()
+    add_pixelclip_config(cfg)
+    for add_config in config_funcs:
+        add_config(cfg)
+    cfg.merge_from_file(str(BASE_CONFIG_FILE))
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    return cfg

@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
@@ -18,9 +17,12 @@ from detectron2.evaluation import SemSegEvaluator
 from detectron2.utils.file_io import PathManager
 from PIL import Image, UnidentifiedImageError
 
+from .utils.io import atomic_write
+
 logger = logging.getLogger(__name__)
 
 SUMMARY_METRICS = ("mIoU", "fwIoU", "mACC", "pACC")
+SUMMARY_COUNT = "images"  # number of evaluated images, a column of the summary
 # PIL modes of single-channel class-id maps: 8-bit gray / palette indices, 16-bit, 32-bit integer.
 _LABEL_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -165,6 +167,16 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
             predicted = np.flatnonzero(confusion.sum(axis=1))  # the classes of pred, without np.unique
             self._predictions.extend(self.encode_json_sem_seg(pred, inp["file_name"], labels=predicted))
 
+    def evaluate(self):
+        """D2's metrics, plus ``num_images``: how many images the metrics were computed on (all ranks)."""
+        results = super().evaluate()
+        if results is None:  # not the main process
+            return results
+        num_images = len({p["file_name"] for p in self._predictions})
+        results["sem_seg"]["num_images"] = num_images
+        logger.info("%s: evaluated %d images", self._dataset_name, num_images)
+        return results
+
     def encode_json_sem_seg(self, sem_seg, input_file_name, labels=None):
         """D2's COCO-stuff RLE results of one H×W prediction; ``labels`` (the ids present, if known)
         spares the ``np.unique`` pass over the image."""
@@ -214,20 +226,6 @@ def build_sem_seg_evaluator(
     )
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _metric(value) -> Optional[float]:
     try:
         value = float(value)
@@ -237,24 +235,31 @@ def _metric(value) -> Optional[float]:
 
 
 def summarize_results(results: Mapping[str, Mapping]) -> Dict[str, Dict[str, Optional[float]]]:
-    """dataset -> {mIoU, fwIoU, mACC, pACC} (None where missing or not finite). Each value of
-    ``results`` is either the metrics dict or D2's ``{"sem_seg": metrics}``."""
+    """dataset -> {mIoU, fwIoU, mACC, pACC, images} (None where missing or not finite); ``images`` is
+    the number of evaluated images (``num_images`` of :class:`PixelCLIPSemSegEvaluator`). Each value
+    of ``results`` is either the metrics dict or D2's ``{"sem_seg": metrics}``."""
     summary = {}
     for name, metrics in results.items():
         if isinstance(metrics.get("sem_seg"), Mapping):
             metrics = metrics["sem_seg"]
         summary[name] = {k: _metric(metrics.get(k)) for k in SUMMARY_METRICS}
+        count = metrics.get("num_images")
+        summary[name][SUMMARY_COUNT] = int(count) if count is not None else None
     return summary
 
 
 def format_summary_table(summary: Mapping[str, Mapping[str, Optional[float]]]) -> str:
-    """A Markdown table: one row per dataset, one column per metric of :data:`SUMMARY_METRICS`."""
+    """A Markdown table: one row per dataset, one column per metric of :data:`SUMMARY_METRICS`, and
+    the number of evaluated images."""
     width = max(len("Dataset"), *(len(name) for name in summary))
-    header = f"| {'Dataset'.ljust(width)} | " + " | ".join(f"{m:>6}" for m in SUMMARY_METRICS) + " |"
-    rule = f"|{'-' * (width + 2)}|" + "|".join("-" * 7 + ":" for _ in SUMMARY_METRICS) + "|"
+    columns = SUMMARY_METRICS + (SUMMARY_COUNT,)
+    header = f"| {'Dataset'.ljust(width)} | " + " | ".join(f"{m:>6}" for m in columns) + " |"
+    rule = f"|{'-' * (width + 2)}|" + "|".join("-" * 7 + ":" for _ in columns) + "|"
     rows = [header, rule]
     for name, metrics in summary.items():
-        cells = ["     -" if metrics[m] is None else f"{metrics[m]:6.2f}" for m in SUMMARY_METRICS]
+        cells = ["     -" if metrics.get(m) is None else f"{metrics[m]:6.2f}" for m in SUMMARY_METRICS]
+        count = metrics.get(SUMMARY_COUNT)
+        cells.append("     -" if count is None else f"{count:6d}")
         rows.append(f"| {name.ljust(width)} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
@@ -274,7 +279,7 @@ def write_summary(results: Mapping[str, Mapping], output_dir: str) -> str:
         raise ValueError("write_summary: no results to summarize")
     summary = summarize_results(results)
     table = format_summary_table(summary)
-    _atomic_write_text(os.path.join(output_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
-    _atomic_write_text(os.path.join(output_dir, "summary.md"), table)
+    atomic_write(os.path.join(output_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    atomic_write(os.path.join(output_dir, "summary.md"), table)
     logger.info("Semantic segmentation results (%%):\n%s", table)
     return table

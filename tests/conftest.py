@@ -1,22 +1,25 @@
 """Shared fixtures: tiny PixelCLIP configs built on CPU, no network."""
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a download in tests
+os.environ.setdefault("PIXELCLIP_TEXT_CACHE", "off")  # no text-embedding files in the user's cache (tests opt in)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
-from pixelclip import add_pixelclip_config  # noqa: E402
+from pixelclip import get_pixelclip_cfg  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
-def make_tiny_cfg(model_name: str = "PixelCLIP-Tiny-ViT", **overrides):
-    """A PixelCLIP config with a tiny random CLIP, small resolutions and K = 8, on CPU."""
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
+
+def make_tiny_cfg(model_name: str = "PixelCLIP-Tiny-ViT", config_funcs=(), **overrides):
+    """The recipe (configs/Base-PixelCLIP.yaml) with a tiny random CLIP, small resolutions and K = 8, on CPU;
+    ``config_funcs``: a project's config functions, added before the recipe (``get_pixelclip_cfg``)."""
+    cfg = get_pixelclip_cfg(config_funcs=config_funcs)
     cfg.MODEL.DEVICE = "cpu"
     p = cfg.MODEL.PIXELCLIP
     p.CLIP_MODEL_NAME = model_name

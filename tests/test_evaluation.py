@@ -119,7 +119,7 @@ def test_build_evaluator_needs_a_sem_seg_dataset():
 def test_write_summary_writes_json_and_markdown(tmp_path, caplog):
     results = {
         "ade20k_150_test_sem_seg": {"sem_seg": {"mIoU": 20.5, "fwIoU": 50.0, "mACC": 30.25,
-                                                "pACC": 70.0, "IoU-wall": 60.0}},
+                                                "pACC": 70.0, "IoU-wall": 60.0, "num_images": 2000}},
         "context_59_test_sem_seg": {"mIoU": 41.0, "fwIoU": float("nan"), "mACC": 55.5, "pACC": 80.125},
     }
     out = tmp_path / "out"
@@ -132,14 +132,16 @@ def test_write_summary_writes_json_and_markdown(tmp_path, caplog):
         logger.removeHandler(caplog.handler)
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary) == list(results)
-    assert summary["ade20k_150_test_sem_seg"] == {"mIoU": 20.5, "fwIoU": 50.0, "mACC": 30.25, "pACC": 70.0}
+    assert summary["ade20k_150_test_sem_seg"] == {"mIoU": 20.5, "fwIoU": 50.0, "mACC": 30.25, "pACC": 70.0,
+                                                  "images": 2000}
     assert summary["context_59_test_sem_seg"]["fwIoU"] is None
+    assert summary["context_59_test_sem_seg"]["images"] is None
     assert (out / "summary.md").read_text() == table
     lines = table.strip().splitlines()
-    header = [" Dataset                 ", "   mIoU ", "  fwIoU ", "   mACC ", "   pACC "]
+    header = [" Dataset                 ", "   mIoU ", "  fwIoU ", "   mACC ", "   pACC ", " images "]
     assert lines[0].split("|")[1:-1] == header
-    assert len(lines) == 4 and "20.50" in lines[2] and "30.25" in lines[2]
-    assert lines[3].split("|")[2:6] == ["  41.00 ", "      - ", "  55.50 ", "  80.12 "]
+    assert len(lines) == 4 and "20.50" in lines[2] and "30.25" in lines[2] and lines[2].endswith("|   2000 |")
+    assert lines[3].split("|")[2:7] == ["  41.00 ", "      - ", "  55.50 ", "  80.12 ", "      - "]
     assert table in caplog.text
     assert sorted(p.name for p in out.iterdir()) == ["summary.json", "summary.md"]  # no temp files
     # a second call replaces the files
@@ -159,6 +161,7 @@ def test_summary_values_round_trip_through_the_evaluator(tmp_path):
     result = evaluator.evaluate()
     write_summary({name: result}, str(tmp_path))
     summary = json.loads((tmp_path / "summary.json").read_text())[name]
+    assert summary.pop("images") == len(dicts)  # every image of the dataset was evaluated
     assert all(math.isclose(v, 100.0) for v in summary.values())
 
 

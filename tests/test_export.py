@@ -163,7 +163,7 @@ def test_merge_refuses_mismatches_and_writes_nothing(tmp_path):
     torch.save(target, tmp_path / "bad_shape.pth")
     with pytest.raises(ExportError, match="shapes differ"):
         merge_visual_weights(ckpt, str(tmp_path / "bad_shape.pth"), "fcclip", str(tmp_path / "out.pth"))
-    with pytest.raises(ExportError, match="not in the target"):  # wrong prefix
+    with pytest.raises(ExportError, match=r"under \['backbone.clip_model.'\]: give that as --prefix"):  # wrong prefix
         merge_visual_weights(ckpt, str(tmp_path / "bad_shape.pth"), "zegformer", str(tmp_path / "out.pth"))
     vit_target = _target_checkpoint("backbone.clip_model.", "PixelCLIP-Tiny-ViT")
     torch.save(vit_target, tmp_path / "vit.pth")
@@ -207,8 +207,6 @@ def _release_layout(model) -> dict:
         elif k.startswith("decoder.layers."):
             rest = k[len("decoder.layers."):]
             layer, name = rest.rsplit(".", 1)
-            if layer in ("2.0", "3.0", "5.0", "6.0") and name == "bias":
-                continue  # the release's DoubleConv convolutions have no bias
             release["head." + inverse_head[layer] + "." + name] = v
     release["sem_seg_head.predictor.some_buffer"] = torch.zeros(3)
     return release
@@ -216,9 +214,6 @@ def _release_layout(model) -> dict:
 
 def test_release_checkpoint_imports_with_identical_features(tmp_path):
     source = _trained_model("PixelCLIP-Tiny-ViT", seed=1)
-    with torch.no_grad():
-        for i in (2, 3, 5, 6):
-            source.decoder.layers[i][0].bias.zero_()
     release = _release_layout(source)
     torch.save({"model": release, "iteration": 10000}, tmp_path / "release.pth")
 
@@ -228,7 +223,7 @@ def test_release_checkpoint_imports_with_identical_features(tmp_path):
     assert report.missing == []
     assert report.unplaced == ["sem_seg_head.predictor.some_buffer"]
     assert all(k.startswith("teacher_encoder.") for k in report.ignored) and report.ignored
-    assert sorted(report.zero_filled) == [f"decoder.layers.{i}.0.bias" for i in (2, 3, 5, 6)]
+    assert {k for k in report.placed.values() if k.startswith("decoder.")} == set(target.decoder.state_dict(prefix="decoder."))
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(target.backbone(images)["clip_dense"], source.backbone(images)["clip_dense"])
@@ -302,7 +297,136 @@ def test_export_tool_cli(tmp_path):
     assert report["unplaced"] == ["sem_seg_head.predictor.some_buffer"]
     converted = torch.load(tmp_path / "converted.pth", weights_only=True)["model"]
     assert torch.equal(converted["backbone.clip_model.visual.proj"], model.backbone.clip_model.visual.proj)
-    with pytest.raises(SystemExit, match="export_clip"):
+    with pytest.raises(ExportError, match="nope.pth"):  # run_tool turns it into one line, status 1
         tool.main(["open-clip", "--weights", str(tmp_path / "nope.pth"), "--model-name", "PixelCLIP-Tiny-ViT",
                    "--output", str(tmp_path / "b.pt")])
     assert os.path.exists(tmp_path / "a.pt")
+
+
+# --------------------------------------------------------------------- checkpoints that hold no CLIP
+def _fcclip_released_layout() -> dict:
+    """Key names of a released FC-CLIP checkpoint (FC-CLIP's model: FCCLIP.void_embedding, the Mask2Former
+    pixel decoder and its FC-CLIP transformer decoder). Released checkpoints lack every backbone.clip_model.*
+    key (FC-CLIP issues #14, #34: Detectron2 lists them all as not found in the checkpoint)."""
+    torch.manual_seed(7)
+    return {"model": {
+        "void_embedding.weight": torch.randn(1, 32),
+        "sem_seg_head.pixel_decoder.input_proj.0.0.weight": torch.randn(8, 16, 1, 1),
+        "sem_seg_head.predictor.query_feat.weight": torch.randn(4, 8),
+        "sem_seg_head.predictor.class_embed.layers.0.weight": torch.randn(8, 8),
+        "sem_seg_head.predictor.mask_embed.layers.0.weight": torch.randn(8, 8),
+        "sem_seg_head.predictor.logit_scale": torch.tensor(2.0),
+    }}
+
+
+def test_merge_refuses_a_checkpoint_without_clip_and_names_the_route(tmp_path, capsys):
+    ckpt = _save(_trained_model("PixelCLIP-Tiny-ViT"), tmp_path / "pixelclip.pth")
+    released = tmp_path / "fcclip_cocopan.pth"
+    torch.save(_fcclip_released_layout(), released)
+    with pytest.raises(ExportError) as err:
+        merge_visual_weights(ckpt, str(released), "fcclip", str(tmp_path / "out.pth"), "PixelCLIP-Tiny-ViT")
+    message = str(err.value)
+    assert "holds no 'backbone.clip_model.visual.*' weights" in message
+    assert "Released FC-CLIP checkpoints do not store the frozen CLIP" in message
+    assert f"open-clip --weights {ckpt} --model-name PixelCLIP-Tiny-ViT --output pixelclip_clip.pt" in message
+    assert (f"MODEL.FC_CLIP.CLIP_PRETRAINED_WEIGHTS pixelclip_clip.pt MODEL.WEIGHTS {released}" in message)
+    # ZegFormer saved without CLIP_CLASSIFICATION: its predictor has no clip_model
+    zeg = tmp_path / "zegformer.pth"
+    torch.save({"model": {"sem_seg_head.predictor.bg_feature": torch.zeros(1, 512),
+                          "sem_seg_head.predictor.projection_layer.weight": torch.zeros(512, 8)}}, zeg)
+    with pytest.raises(ExportError, match="CLIP_CLASSIFICATION True") as err:
+        merge_visual_weights(ckpt, str(zeg), "zegformer", str(tmp_path / "out.pth"))
+    assert "MODEL.SEM_SEG_HEAD.CLIP_PRETRAINED pixelclip_openai.pt" in str(err.value)
+    assert not (tmp_path / "out.pth").exists()
+    # the tool, as its command line runs it: one line on stderr, exit status 1
+    tool = _export_tool()
+    argv = ["export_clip.py", "merge", "--weights", ckpt, "--model-name", "PixelCLIP-Tiny-ViT", "--target",
+            str(released), "--prefix", "fcclip", "--output", str(tmp_path / "out.pth")]
+    with pytest.raises(SystemExit) as exit_info:
+        tool.run_tool("export_clip", lambda: tool.main(argv[1:]), argv=argv)
+    assert exit_info.value.code == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("[export_clip] refusing to merge") and "\n" not in line
+    assert "Released FC-CLIP checkpoints do not store the frozen CLIP" in line
+
+
+def test_released_fcclip_route_keeps_the_exported_clip(tmp_path):
+    """The route the refusal names, with FC-CLIP's loading contract: its backbone builds the CLIP with
+    ``open_clip.create_model_and_transforms(CLIP_MODEL_NAME, pretrained=CLIP_PRETRAINED_WEIGHTS)``, then
+    Detectron2's checkpointer loads MODEL.WEIGHTS non-strictly."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from torch import nn
+
+    model = _trained_model("PixelCLIP-Tiny-ConvNeXt")
+    ckpt = _save(model, tmp_path / "pixelclip.pth")
+    export_open_clip(ckpt, "PixelCLIP-Tiny-ConvNeXt", str(tmp_path / "pixelclip_clip.pt"))
+    released = _fcclip_released_layout()
+    torch.save(released, tmp_path / "fcclip_cocopan.pth")
+
+    class FCCLIPLike(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Module()
+            self.backbone.clip_model = open_clip.create_model_and_transforms(
+                "PixelCLIP-Tiny-ConvNeXt", pretrained=str(tmp_path / "pixelclip_clip.pt"))[0]
+            self.void_embedding = nn.Embedding(1, 32)
+            self.sem_seg_head = nn.Module()
+            self.sem_seg_head.predictor = nn.Module()
+            self.sem_seg_head.predictor.logit_scale = nn.Parameter(torch.tensor(0.0))
+
+    fcclip = FCCLIPLike()
+    DetectionCheckpointer(fcclip).load(str(tmp_path / "fcclip_cocopan.pth"))
+    ours = model.backbone.clip_model.state_dict()
+    for k, v in fcclip.backbone.clip_model.state_dict().items():
+        assert torch.equal(v, ours[k]), k
+    assert torch.equal(fcclip.void_embedding.weight, released["model"]["void_embedding.weight"])
+
+
+# ------------------------------------------------------------------ OpenAI's state-dict contract (ZegFormer)
+def _openai_build_model_reader(sd: dict) -> tuple:
+    """The contract of OpenAI's ``clip.model.build_model`` (ZegFormer vendors it): the sizes it infers from
+    the tensors of a ViT state dict, and the weights it loads after deleting the three scalar entries
+    (a plain ``del``: a state dict without them raises KeyError)."""
+    assert "visual.proj" in sd  # how it tells a ViT from a ResNet
+    patch = sd["visual.conv1.weight"].shape[-1]
+    sizes = {
+        "embed_dim": sd["text_projection"].shape[1],
+        "vision_width": sd["visual.conv1.weight"].shape[0],
+        "vision_layers": sum(k.startswith("visual.") and k.endswith(".attn.in_proj_weight") for k in sd),
+        "vision_patch_size": patch,
+        "image_resolution": patch * round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5),
+        "context_length": sd["positional_embedding"].shape[0],
+        "vocab_size": sd["token_embedding.weight"].shape[0],
+        "transformer_width": sd["ln_final.weight"].shape[0],
+        "transformer_heads": sd["ln_final.weight"].shape[0] // 64,
+        "transformer_layers": len({k.split(".")[2] for k in sd if k.startswith("transformer.resblocks")}),
+    }
+    weights = dict(sd)
+    for key in ("input_resolution", "context_length", "vocab_size"):
+        del weights[key]
+    return sizes, weights
+
+
+def test_openai_export_holds_the_scalar_entries_build_model_deletes(tmp_path):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "PixelCLIP-Test-OpenAI-ViT.json").write_text(json.dumps(OPENAI_TEST_CONFIG))
+    open_clip.add_model_config(tmp_path / "configs")
+    model = _trained_model("PixelCLIP-Test-OpenAI-ViT")
+    ckpt = _save(model, tmp_path / "m.pth")
+    out = tmp_path / "openai.pt"
+    export_openai(ckpt, "PixelCLIP-Test-OpenAI-ViT", str(out), fp16=True)
+    sd = torch.load(out, weights_only=True)
+    vision, text = OPENAI_TEST_CONFIG["vision_cfg"], OPENAI_TEST_CONFIG["text_cfg"]
+    for key, value in (("input_resolution", vision["image_size"]), ("context_length", text["context_length"]),
+                       ("vocab_size", text["vocab_size"])):
+        assert sd[key].dtype == torch.int64 and sd[key].dim() == 0 and int(sd[key]) == value, key
+    sizes, weights = _openai_build_model_reader(sd)
+    assert sizes == {"embed_dim": 64, "vision_width": 128, "vision_layers": 2, "vision_patch_size": 16,
+                     "image_resolution": 64, "context_length": 32, "vocab_size": 49408, "transformer_width": 64,
+                     "transformer_heads": 1, "transformer_layers": 2}
+    assert set(weights) == set(model.backbone.clip_model.state_dict())  # a strict load finds every key
+    with pytest.raises(KeyError, match="input_resolution"):  # what the export lacked before
+        _openai_build_model_reader({k: v for k, v in sd.items() if k != "input_resolution"})
+    # this project reads the file back too (the scalar entries are skipped)
+    clip, _ = build_clip_from_weights("PixelCLIP-Test-OpenAI-ViT", str(out))
+    torch.testing.assert_close(clip.visual.proj, model.backbone.clip_model.visual.proj.half().float())

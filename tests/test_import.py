@@ -10,11 +10,13 @@ from pixelclip.data import MAPPER_REGISTRY
 def test_config_function_adds_every_section():
     cfg = get_cfg()
     pixelclip.add_pixelclip_config(cfg)
-    assert cfg.MODEL.META_ARCHITECTURE == "PixelCLIP"
     assert cfg.MODEL.PIXELCLIP.NUM_PROMPTS == 64 and cfg.MODEL.PIXELCLIP.EPS == 100.0
-    assert cfg.MODEL.PIXELCLIP.MOMENTUM == 0.999 and cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE == 0.01
+    assert cfg.MODEL.PIXELCLIP.MOMENTUM == 0.999 and cfg.MODEL.DINO.ENABLED is False
     assert cfg.INPUT.DATASET_MAPPER_NAME == "pixelclip_unlabeled"
+    assert "MASK_CLASSIFIER" not in cfg.MODEL  # projects/MaskClassification's keys (pixelclip_maskcls)
     pixelclip.add_pixelclip_config(cfg)  # idempotent
+    recipe = pixelclip.get_pixelclip_cfg()  # + configs/Base-PixelCLIP.yaml
+    assert recipe.MODEL.META_ARCHITECTURE == "PixelCLIP" and recipe.SOLVER.CLIP_GRADIENTS.CLIP_VALUE == 0.01
 
 
 def test_components_are_registered():

@@ -41,3 +41,34 @@ def test_cosine_schedule_ends_at_base_lr_end():
         optimizer.step()
         scheduler.step()
     assert abs(optimizer.param_groups[0]["lr"] - cfg.SOLVER.BASE_LR_END) < 1e-9
+
+
+def test_fused_adamw_steps_like_pytorchs_reference_adamw():
+    # build_optimizer's AdamW (fused) against PyTorch's single-tensor AdamW on the same groups: equal steps up
+    # to float rounding, with the lr multipliers, weight decay and clipping of the recipe.
+    cfg = make_tiny_cfg()
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    optimizer = build_optimizer(cfg, model)
+    assert optimizer.defaults["fused"]
+    params = [g["params"][0] for g in optimizer.param_groups]
+    start = [p.detach().clone() for p in params]
+    reference = type(optimizer)([{**g, "params": [p.detach().clone().requires_grad_()]} for g, p in
+                                 zip(optimizer.param_groups, params)], lr=cfg.SOLVER.BASE_LR, foreach=False, fused=False)
+    ref_params = [g["params"][0] for g in reference.param_groups]
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        for p, q in zip(params, ref_params):
+            p.grad = torch.randn(p.shape, generator=g) * torch.rand(1, generator=g)
+            q.grad = p.grad.clone()
+        optimizer.step()
+        reference.step()
+    for p, q, p0 in zip(params, ref_params, start):
+        assert torch.allclose(p - p0, q - p0, rtol=1e-4, atol=1e-9)
+        assert (q - p0).abs().max() > 1e-7  # every tensor moved
+
+
+def test_no_fused_adamw_with_amp():
+    cfg = make_tiny_cfg()
+    cfg.SOLVER.AMP.ENABLED = True
+    assert not build_optimizer(cfg, build_model(cfg)).defaults["fused"]

@@ -40,9 +40,22 @@ def test_labels_output_leaves_models_and_evaluators_that_need_logits_alone():
     class NeedsLogits:
         pass
 
+    class TakesLabels:
+        accepts_labels = True
+
     with labels_output(model, NeedsLogits()):
         assert model.test_output == "logits"
     with labels_output(model, None):
         assert model.test_output == "logits"
-    with labels_output(torch.nn.Linear(2, 2), NeedsLogits()):
+    linear = torch.nn.Linear(2, 2)  # a model without test_output is not given one
+    with labels_output(linear, TakesLabels()):
+        assert not hasattr(linear, "test_output")
+    assert not hasattr(linear, "test_output")
+    # an evaluator that takes labels switches the model for the block only, also when the block fails
+    try:
+        with labels_output(model, TakesLabels()):
+            assert model.test_output == "labels"
+            raise KeyError("evaluation failed")
+    except KeyError:
         pass
+    assert model.test_output == "logits"

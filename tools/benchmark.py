@@ -3,32 +3,49 @@
 
     python tools/benchmark.py                          # CPU: train step, inference, --eval-only path
     python tools/benchmark.py --device cuda --train-batch 48
-    python tools/benchmark.py --tasks eval --eval-images 16 --test-batch 4
+    python tools/benchmark.py --tasks eval             # labels path vs backbone, release-style, K×H×W
+    python tools/benchmark.py --tasks train-profile    # the training step by part, batch 2 and 4
+    python tools/benchmark.py --tasks train-compare --profile-batches 2   # vs commit --baseline
 
 Tasks:
-  train  one training step (ViT-B/16, 320² CLIP input, 640² crops, K = 64, 64 masks per image)
-  infer  inference on 640×853 images (whole-image mode, 150 classes)
-  eval   the end-to-end ``--eval-only`` path (``Trainer.test``: data loader, model, SemSegEvaluator,
-         summary) on a generated ADE20K-150-layout folder, next to the dense backbone alone on the
-         same images; also the same path with K×H×W logits (TEST.OUTPUT logits) for comparison
+  train          training steps (ViT-B/16, 320² CLIP input, 640² crops, K = 64, SAM-like masks)
+  infer          inference on 640×853 images (whole-image mode, 150 classes)
+  eval           per score regime (--regimes): the dense backbone alone, the end-to-end ``--eval-only``
+                 path (``Trainer.test``: data loader, model with labels output, SemSegEvaluator, summary),
+                 the release's path (batch 1, K×H×W logits by D2's sem_seg_postprocess, arg-max in the
+                 evaluator) and this project's batched K×H×W logits path, on a generated
+                 ADE20K-150-layout folder (512×683 images); speeds, ratios, label differences
+  train-profile  one training step timed by part (student, teacher, prompts, clustering, decoder, optimizer)
+  train-compare  whole training steps of this checkout against the commit ``--baseline``, alternating
+                 processes (each imports its own pixelclip: ``--code-root``)
+  text           the text embeddings of a --num-classes vocabulary with the imagenet_select templates: first
+                 encoding vs a new model of the same weights reading them from the disk cache (a second run)
 Peak memory: CUDA's max allocated memory, or the growth of resident memory (RSS) on CPU.
 """
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# --code-root: import pixelclip from another checkout (e.g. the commit before a change) for --tasks train;
+# the benchmark's own inputs and timing stay these.
+CODE_ROOT = sys.argv[sys.argv.index("--code-root") + 1] if "--code-root" in sys.argv else REPO
+sys.path.insert(0, CODE_ROOT)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
-from detectron2.data import DatasetCatalog  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.evaluation import inference_on_dataset  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
+from detectron2.modeling.postprocessing import sem_seg_postprocess  # noqa: E402
 from detectron2.structures import BitMasks, Instances  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -36,11 +53,9 @@ from tabulate import tabulate  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
 from pixelclip import add_pixelclip_config  # noqa: E402
-from pixelclip.data.datasets.ade20k import register_ade20k_150  # noqa: E402
-from pixelclip.data.test_mapper import SemanticTestMapper  # noqa: E402
-from pixelclip.modeling.postprocess import resize_logits, upsample_argmax  # noqa: E402
+from pixelclip.evaluation import PixelCLIPSemSegEvaluator, SemSegLabelLoader  # noqa: E402
+from pixelclip.modeling.pixelclip import PixelCLIP  # noqa: E402
 from pixelclip.solver import build_optimizer  # noqa: E402
-from pixelclip.trainer import Trainer  # noqa: E402
 
 
 class PeakMemory:
@@ -99,9 +114,18 @@ def timed(fn: Callable[[], None], device: torch.device, iters: int, warmup: int 
     return (time.perf_counter() - start) / iters
 
 
+STEP_HEADERS = ["what", "batch", "s / batch or image", "images / s", "peak MB"]
+EVAL_HEADERS = ["regime", "path", "batch", "s / image", "images / s", "vs backbone", "vs release", "peak MB",
+                "labels ≠ --eval-only"]
+
+
 def make_cfg(args) -> "CfgNode":  # noqa: F821
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
+    try:  # the paper's recipe (configs/Base-PixelCLIP.yaml)
+        from pixelclip import get_pixelclip_cfg
+        cfg = get_pixelclip_cfg()
+    except ImportError:  # a --code-root baseline from before the recipe file: its config function held the recipe
+        cfg = get_cfg()
+        add_pixelclip_config(cfg)
     cfg.MODEL.DEVICE = args.device
     cfg.MODEL.PIXELCLIP.CLIP_MODEL_NAME = args.model
     cfg.MODEL.PIXELCLIP.CLIP_PRETRAINED = ""  # random weights: timing only
@@ -114,37 +138,157 @@ def make_cfg(args) -> "CfgNode":  # noqa: F821
     return cfg
 
 
+def sam_like_masks(crop: int, num_masks: int, generator: torch.Generator) -> torch.Tensor:
+    """``num_masks`` overlapping elliptic masks (crop×crop bool) of log-uniform areas from 0.02 % to
+    20 % of the crop, at random places and orientations: nested and over-segmented like SAM's
+    automatic masks; a few vanish at the mask resolution (256²) and are dropped."""
+    yy, xx = torch.meshgrid(torch.arange(crop, dtype=torch.float32), torch.arange(crop, dtype=torch.float32),
+                            indexing="ij")
+    u = torch.rand(num_masks, 5, generator=generator)
+    area = crop * crop * torch.exp(np.log(2e-4) + u[:, 0] * (np.log(0.2) - np.log(2e-4)))
+    aspect = 0.4 + 2.1 * u[:, 1]
+    ry, rx = (area / np.pi * aspect).sqrt(), (area / np.pi / aspect).sqrt()
+    cy, cx, angle = u[:, 2] * crop, u[:, 3] * crop, u[:, 4] * np.pi
+    dy, dx = yy[None] - cy[:, None, None], xx[None] - cx[:, None, None]
+    cos, sin = angle.cos()[:, None, None], angle.sin()[:, None, None]
+    return ((dy * cos + dx * sin) / ry[:, None, None]) ** 2 + ((dx * cos - dy * sin) / rx[:, None, None]) ** 2 <= 1
+
+
 def train_inputs(batch: int, crop: int, num_masks: int, device) -> List[Dict]:
+    """``batch`` random crop×crop images (a weak and a colour-shifted strong view) with SAM-like masks."""
     g = torch.Generator().manual_seed(0)
     out = []
     for _ in range(batch):
-        masks = torch.zeros(num_masks, crop, crop, dtype=torch.bool)
-        cells = int(np.ceil(np.sqrt(num_masks)))
-        step = crop // cells
-        for j in range(num_masks):
-            y, x = divmod(j, cells)
-            masks[j, y * step:(y + 1) * step, x * step:(x + 1) * step] = True
         inst = Instances((crop, crop))
-        inst.gt_masks = BitMasks(masks)
+        inst.gt_masks = BitMasks(sam_like_masks(crop, num_masks, g))
         image = torch.randint(0, 256, (3, crop, crop), dtype=torch.uint8, generator=g)
-        out.append({"image": image, "image_strong": image, "instances": inst})
+        strong = (image.float() * torch.tensor([0.8, 1.1, 0.9])[:, None, None] + 12).clamp(0, 255).round().to(torch.uint8)
+        out.append({"image": image, "image_strong": strong, "instances": inst})
     return out
+
+
+def _train_step(model, optimizer, inputs) -> None:
+    loss = model(inputs)["loss_masks"]
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
 
 
 def bench_train(args, cfg, device) -> List:
     model = build_model(cfg).train()
     optimizer = build_optimizer(cfg, model)
     inputs = train_inputs(args.train_batch, args.crop, args.num_masks, device)
+    seconds = []
+    with PeakMemory(device) as mem:  # the warm-up step included: its allocations count
+        for i in range(args.iters + 1):
+            t = timed(lambda: _train_step(model, optimizer, inputs), device, iters=1, warmup=0)
+            if i:
+                seconds.append(t)
+    if args.json:
+        print("RESULT " + json.dumps({"seconds": seconds, "peak_mb": mem.peak_mb}))
+    step = float(np.median(seconds))
+    return STEP_HEADERS, [["train step", args.train_batch, f"{step:.3f}", f"{args.train_batch / step:.2f}",
+                           f"{mem.peak_mb:.0f}"]], []
 
-    def step():
-        loss = model(inputs)["loss_masks"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
 
-    with PeakMemory(device) as mem:
-        seconds = timed(step, device, args.iters)
-    return [["train step", args.train_batch, f"{seconds:.3f}", f"{args.train_batch / seconds:.2f}", f"{mem.peak_mb:.0f}"]]
+TRAIN_PARTS = ["inputs (views, masks to 256²)", "teacher forward (EMA step + no-grad ViT)", "student forward",
+               "prompts through the text encoder (forward)", "clustering (pooling, Sinkhorn, targets)",
+               "cost volume + decoder + BCE (forward)", "cost volume + decoder + BCE (backward)", "student backward",
+               "text encoder backward (to the prompt tokens)", "optimizer (clip + AdamW)"]
+
+
+def _profiled_step(model, optimizer, inputs, device) -> List[float]:
+    """One training step of PixelCLIP (the same calls as ``PixelCLIP.losses``) timed by part, seconds in
+    the order of ``TRAIN_PARTS``. The backward pass is split at the student features and the prompt
+    embeddings (detached there, then back-propagated in turn): the same gradients as one backward."""
+    from pixelclip.modeling.clustering import cluster_targets
+
+    times = []
+
+    def lap(fn):
+        _sync(device)
+        start = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+        return out
+
+    weak, strong, masks = lap(lambda: (model.preprocess.batch([x["image"] for x in inputs]),
+                                       model.preprocess.batch([x["image_strong"] for x in inputs]),
+                                       model._masks_of(inputs)))
+    teacher = lap(lambda: model.teacher_features(weak))
+    student = lap(lambda: model.backbone(strong)["clip_dense"])
+    prompts = lap(model.prompts)
+    targets, valid, _ = lap(lambda: cluster_targets(teacher, masks, prompts.detach(), model.eps, model.sinkhorn_iters))
+    student_leaf, prompts_leaf = student.detach().requires_grad_(), prompts.detach().requires_grad_()
+    optimizer.zero_grad()
+    loss = lap(lambda: model.mask_loss(student_leaf, prompts_leaf, targets, valid))
+    lap(loss.backward)
+    lap(lambda: student.backward(student_leaf.grad))
+    lap(lambda: prompts.backward(prompts_leaf.grad))
+    lap(optimizer.step)
+    return times
+
+
+def bench_train_profile(args, cfg, device) -> List:
+    """The training step by part at batch sizes ``--profile-batches`` (medians of ``--iters`` steps after
+    one warm-up step, interleaved with as many whole steps, ``model(inputs)`` + backward + optimizer)."""
+    batches = [int(b) for b in args.profile_batches.split(",")]
+    columns, totals = [], []
+    for b in batches:
+        model = build_model(cfg).train()
+        optimizer = build_optimizer(cfg, model)
+        inputs = train_inputs(b, args.crop, args.num_masks, device)
+        _train_step(model, optimizer, inputs)  # warm-up
+        parts, whole = [], []
+        for _ in range(args.iters):
+            parts.append(_profiled_step(model, optimizer, inputs, device))
+            whole.append(timed(lambda: _train_step(model, optimizer, inputs), device, iters=1, warmup=0))
+        columns.append(np.median(np.array(parts), axis=0))
+        totals.append(float(np.median(whole)))
+        del model, optimizer
+    rows = []
+    for i, name in enumerate(TRAIN_PARTS):
+        row = [name]
+        for col in columns:
+            row += [f"{col[i]:.2f}", f"{100 * col[i] / col.sum():.0f} %"]
+        rows.append(row)
+    rows.append(["sum of the parts"] + [x for col in columns for x in (f"{col.sum():.2f}", "100 %")])
+    rows.append(["whole step (model(inputs), backward, optimizer)"] + [x for t in totals for x in (f"{t:.2f}", "")])
+    headers = ["part"] + [x for b in batches for x in (f"batch {b}: s", "share")]
+    masks = f"{args.num_masks} SAM-like masks per {args.crop}² image (tools/benchmark.py sam_like_masks)"
+    return headers, rows, [masks, f"medians of {args.iters} steps after one warm-up step"]
+
+
+def bench_train_compare(args, cfg, device) -> List:
+    """This checkout's training step against the commit ``--baseline`` (extracted with ``git archive``
+    into a temporary folder), each run in its own process (``--tasks train --code-root``), alternating
+    baseline / current ``--compare-repeats`` times per batch size; medians of the step times."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", REPO, "archive", args.baseline], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        for b in [int(x) for x in args.profile_batches.split(",")]:
+            results = {"baseline": [], "current": []}
+            for _ in range(args.compare_repeats):
+                for key, root in (("baseline", tmp), ("current", REPO)):
+                    cmd = [sys.executable, os.path.abspath(__file__), "--tasks", "train", "--json", "--code-root", root,
+                           "--train-batch", str(b), "--iters", str(args.compare_iters), "--crop", str(args.crop),
+                           "--num-masks", str(args.num_masks), "--clip-resolution", str(args.clip_resolution),
+                           "--model", args.model, "--device", args.device, "--threads", str(torch.get_num_threads())]
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                    results[key].append(json.loads(out.split("RESULT ", 1)[1].splitlines()[0]))
+            step = {k: float(np.median([s for r in v for s in r["seconds"]])) for k, v in results.items()}
+            peak = {k: max(r["peak_mb"] for r in v) for k, v in results.items()}
+            spread = {k: "–".join(f"{min(s for r in v for s in r['seconds']):.1f} {max(s for r in v for s in r['seconds']):.1f}".split())
+                      for k, v in results.items()}
+            rows += [[f"baseline {args.baseline}", b, f"{step['baseline']:.2f} ({spread['baseline']})",
+                      f"{b / step['baseline']:.3f}", f"{peak['baseline']:.0f}", "1.00×"],
+                     ["current", b, f"{step['current']:.2f} ({spread['current']})", f"{b / step['current']:.3f}",
+                      f"{peak['current']:.0f}", f"{step['baseline'] / step['current']:.2f}×"]]
+    headers = ["code", "batch", "s / step (range)", "images / s", "peak MB", "speed-up"]
+    return headers, rows, [f"{args.compare_repeats} alternating processes per code and batch, {args.compare_iters} timed "
+                           "step(s) each after one warm-up step; peak MB: RSS growth over the steps, warm-up included"]
 
 
 def bench_infer(args, cfg, device) -> List:
@@ -155,7 +299,8 @@ def bench_infer(args, cfg, device) -> List:
                "width": 853} for _ in range(args.test_batch)]
     with torch.no_grad(), PeakMemory(device) as mem:
         seconds = timed(lambda: model(inputs), device, args.iters)
-    return [["inference", args.test_batch, f"{seconds:.3f}", f"{args.test_batch / seconds:.2f}", f"{mem.peak_mb:.0f}"]]
+    return STEP_HEADERS, [["inference", args.test_batch, f"{seconds:.3f}", f"{args.test_batch / seconds:.2f}",
+                           f"{mem.peak_mb:.0f}"]], []
 
 
 def write_ade_layout(root: str, num_images: int, num_classes: int, size=(512, 683)) -> None:
@@ -172,7 +317,108 @@ def write_ade_layout(root: str, num_images: int, num_classes: int, size=(512, 68
         Image.fromarray(labels[: size[0], : size[1]].astype(np.uint8)).save(os.path.join(lbl_dir, stem + ".png"))
 
 
+REGIMES = {
+    "random": "the random model's cosine scores as they are",
+    "near-tie": "each pixel's scores shrunk towards their mean, s' = m + (s - m)·0.9e-3 / (the image's largest "
+                "max-min spread): all 150 classes within 0.9e-3 at every pixel, the same arg-max as random",
+    "separated": "1.0 added to each pixel's best score (far above the spread of the raw scores)",
+    "noise": "s' = 0.2 + 1e-3·frac(1e4·|s|): near-ties without spatial structure (the worst case of the labels path)",
+}
+
+
+def regime_scores(logits: torch.Tensor, regime: str) -> torch.Tensor:
+    """B×K×r×r cosine scores -> the same scores in a score ``regime`` (see ``REGIMES``)."""
+    if regime == "random":
+        return logits
+    if regime == "near-tie":
+        mean = logits.mean(1, keepdim=True)
+        spread = (logits.amax(1) - logits.amin(1)).flatten(1).amax(1).clamp_min(1e-12)  # B: per image
+        return mean + (logits - mean) * (0.9e-3 / spread)[:, None, None, None]
+    if regime == "separated":
+        return logits + F.one_hot(logits.argmax(1), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+    if regime == "noise":
+        return 0.2 + 1e-3 * torch.frac(1e4 * logits.abs())
+    raise ValueError(f"unknown score regime '{regime}' ({', '.join(REGIMES)})")
+
+
+class BenchmarkPixelCLIP(PixelCLIP):
+    """PixelCLIP whose low-resolution scores are put in a score regime, and which can also run
+    inference the way the authors' release does (``release_style``). Benchmark only."""
+
+    regime = "random"
+    release_style = False
+
+    def _score(self, images, text):
+        return regime_scores(super()._score(images, text), self.regime)
+
+    def inference(self, batched_inputs):
+        if not self.release_style:
+            return super().inference(batched_inputs)
+        # The release's evaluation: one image per call; the image normalised at its size, then resized
+        # to the CLIP input; dense features (h×w×C in its memory layout) resized to 64×64 and
+        # normalised; K×64×64 cosine logits; D2's sem_seg_postprocess to the image's size (K×H×W); the
+        # evaluator takes the arg-max.
+        text = self.classifier(self.vocabulary).to(self.device)
+        results = []
+        for x in batched_inputs:
+            image = self.preprocess.normalize(x["image"])[None]
+            image = F.interpolate(image, size=self.clip_resolution, mode="bilinear", align_corners=False)
+            feats = self.backbone(image)["clip_dense"].permute(0, 2, 3, 1).contiguous()  # 1×h×w×C
+            r = self.test_feature_resolution
+            feats = F.interpolate(feats.permute(0, 3, 1, 2), size=(r, r), mode="bilinear", align_corners=False)
+            logits = F.normalize(feats.permute(0, 2, 3, 1), dim=-1) @ text.t()  # 1×r×r×K
+            logits = regime_scores(logits.permute(0, 3, 1, 2), self.regime)[0]
+            size = tuple(x["image"].shape[-2:])
+            results.append({"sem_seg": sem_seg_postprocess(logits, size, x.get("height", size[0]),
+                                                           x.get("width", size[1]))})
+        return results
+
+
+class RecordingEvaluator(PixelCLIPSemSegEvaluator):
+    """The evaluator of ``Trainer.test``, keeping each image's predicted labels (no extra work)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.labels: Dict[str, np.ndarray] = {}
+
+    def _prediction(self, inp, out):
+        labels = super()._prediction(inp, out)
+        self.labels[inp["file_name"]] = labels
+        return labels
+
+
+def _score_gap(low_res: torch.Tensor, size, pixels: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest |score_a - score_b| (float64 bilinear upsampling of K×h×w ``low_res`` to ``size``) at
+    the given pixels (n×2: row, column)."""
+    from pixelclip.modeling.postprocess import _Grid
+
+    if len(pixels) == 0:
+        return 0.0
+    grid = _Grid(low_res.shape[1], low_res.shape[2], size[0], size[1], "cpu")
+    lr = F.pad(low_res.double()[None], (0, 1, 0, 1), mode="replicate")[0]
+    y, x = pixels[:, 0], pixels[:, 1]
+    a0, c0 = grid.ys[y], grid.xs[x]
+    wy0, wy1, wx0, wx1 = (t.double() for t in (grid.wy0[y], grid.wy1[y], grid.wx0[x], grid.wx1[x]))
+
+    def score(k):
+        return (wy0 * (wx0 * lr[k, a0, c0] + wx1 * lr[k, a0, c0 + 1])
+                + wy1 * (wx0 * lr[k, a0 + 1, c0] + wx1 * lr[k, a0 + 1, c0 + 1]))
+
+    return float((score(a) - score(b)).abs().max())
+
+
 def bench_eval(args, cfg, device) -> List:
+    """Per score regime: the dense backbone alone, ``--eval-only`` (Trainer.test, labels output), the
+    release's path (batch 1, K×H×W logits, arg-max) and this project's K×H×W logits path (batched)."""
+    from pixelclip.data.datasets.ade20k import register_ade20k_150
+    from pixelclip.data.test_mapper import SemanticTestMapper
+    from pixelclip.trainer import Trainer
+
+    regimes = args.regimes.split(",")
+    for regime in regimes:
+        if regime not in REGIMES:
+            raise ValueError(f"unknown score regime '{regime}' ({', '.join(REGIMES)})")
+    rows, stats = [], []
     with tempfile.TemporaryDirectory() as root:
         write_ade_layout(root, args.eval_images, 150)
         name = "benchmark_ade20k_150"
@@ -182,8 +428,10 @@ def bench_eval(args, cfg, device) -> List:
         cfg = cfg.clone()
         cfg.DATASETS.TEST = (name,)
         cfg.OUTPUT_DIR = os.path.join(root, "output")
-        torch.manual_seed(args.seed)  # random weights: how many classes compete per pixel depends on them
-        model = build_model(cfg).eval()
+        single = cfg.clone()
+        single.TEST.IMS_PER_BATCH = 1
+        torch.manual_seed(args.seed)  # random weights: which classes win where depends on them
+        model = BenchmarkPixelCLIP(cfg).to(device).eval()
         model.set_vocabulary(get_stuff_classes(name))
         # backbone alone, on the same images as the model sees them (mapped, CLIP-normalised, resized)
         mapper = SemanticTestMapper(cfg)
@@ -191,52 +439,119 @@ def bench_eval(args, cfg, device) -> List:
         batches = [records[i:i + args.test_batch] for i in range(0, len(records), args.test_batch)]
         clip_batches = [model.preprocess.batch([r["image"] for r in b]) for b in batches]
         loader = Trainer.build_test_loader(cfg, name)
-        evaluator = Trainer.build_evaluator(cfg, name)
+        loader_single = Trainer.build_test_loader(single, name)
+        meta = MetadataCatalog.get(name)
+        evaluators = {key: RecordingEvaluator(name, distributed=False, output_dir=None,
+                                              sem_seg_loading_fn=SemSegLabelLoader(len(meta.stuff_classes),
+                                                                                   meta.ignore_label))
+                      for key in ("eval", "release", "plain")}
 
         def backbone_alone():
             for x in clip_batches:
                 model.backbone(x)
 
         def eval_only():  # what tools/train_net.py --eval-only runs
-            Trainer.test(cfg, model)
+            Trainer.test(cfg, model, evaluators=[evaluators["eval"]])
 
-        def logits_path():  # K×H×W logits upsampled in one batched call, arg-max in the evaluator
-            inference_on_dataset(model, loader, evaluator)
+        def release_style():
+            model.release_style = True
+            try:
+                inference_on_dataset(model, loader_single, evaluators["release"])
+            finally:
+                model.release_style = False
 
-        runs = {"backbone": [], "eval": [], "logits": []}
+        def plain():  # K×H×W logits upsampled in one batched call, arg-max in the evaluator
+            inference_on_dataset(model, loader, evaluators["plain"])
+
+        paths = {"backbone": backbone_alone, "eval": eval_only, "release": release_style, "plain": plain}
+        n = len(records)
         with torch.no_grad():
             model.backbone(clip_batches[0])  # warm-up
             model([dict(r) for r in batches[0]])  # warm-up, fills the vocabulary cache
-            # Interleaved repeats, medians: the three paths see the same machine state.
-            for _ in range(args.eval_repeats):
-                for key, fn in (("backbone", backbone_alone), ("eval", eval_only), ("logits", logits_path)):
-                    with PeakMemory(device) as mem:
-                        runs[key].append((timed(fn, device, iters=1, warmup=0), mem))
-            # Exactness on the same logits: the labels path against K×H×W upsampling + argmax.
-            sizes = [(r["height"], r["width"]) for r in batches[0]]
-            low_res = model._score(clip_batches[0], model.classifier(model.vocabulary))
-            changed, worst_gap = 0, 0.0
-            for lg, s in zip(low_res, sizes):
-                ours, full = upsample_argmax(lg, s), resize_logits([lg], [s])[0].argmax(0)
-                diff = ours != full
-                if diff.any():  # how far apart the two labels' scores are, in float64
-                    exact = resize_logits([lg.double()], [s])[0]
-                    gaps = exact.gather(0, full[None])[0][diff] - exact.gather(0, ours[None])[0][diff]
-                    changed, worst_gap = changed + int(diff.sum()), max(worst_gap, float(gaps.abs().max()))
-            pixels = sum(h * w for h, w in sizes)
-        n = len(records)
-        backbone_s, e2e_s, logits_s = (float(np.median([t for t, _ in runs[k]])) for k in ("backbone", "eval", "logits"))
-        peak = {k: max(m.peak_mb for _, m in runs[k]) for k in runs}
-        spread = ", ".join(f"{100 * b / e:.0f}" for (b, _), (e, _) in zip(runs["backbone"], runs["eval"]))
-        return [
-            ["dense backbone alone", args.test_batch, f"{backbone_s / n:.3f}", f"{n / backbone_s:.2f}", "-"],
-            ["--eval-only end to end", args.test_batch, f"{e2e_s / n:.3f}", f"{n / e2e_s:.2f}", f"{peak['eval']:.0f}"],
-            [f"end to end / backbone (median; repeats: {spread} %)", "", "", f"{100 * backbone_s / e2e_s:.0f} %", ""],
-            [f"with K×H×W logits (labels changed: {changed} of {pixels} pixels"
-             + (f", float ties: score gap ≤ {worst_gap:.0e})" if changed else ")"), args.test_batch,
-             f"{logits_s / n:.3f}", f"{n / logits_s:.2f}", f"{peak['logits']:.0f}"],
-            ["logits path / backbone", "", "", f"{100 * backbone_s / logits_s:.0f} %", ""],
-        ]
+            for regime in regimes:
+                model.regime = regime
+                runs: Dict[str, list] = {k: [] for k in paths}
+                # Interleaved repeats, medians: the paths see the same machine state.
+                for _ in range(args.eval_repeats):
+                    for key, fn in paths.items():
+                        with PeakMemory(device) as mem:
+                            runs[key].append((timed(fn, device, iters=1, warmup=0), mem))
+                seconds = {k: float(np.median([t for t, _ in v])) for k, v in runs.items()}
+                peak = {k: max(m.peak_mb for _, m in v) for k, v in runs.items()}
+                # Label differences against --eval-only, and how far apart the two labels' scores are there
+                # (float64 upsampling of the batched path's low-resolution scores).
+                low_res = {}
+                for b, x in zip(batches, clip_batches):
+                    for r, lg in zip(b, model._score(x, model.classifier(model.vocabulary))):
+                        low_res[r["file_name"]] = lg
+                ours = evaluators["eval"].labels
+                diff = {}
+                for key in ("release", "plain"):
+                    changed, gap = 0, 0.0
+                    for f, lb in evaluators[key].labels.items():
+                        mask = torch.from_numpy(lb != ours[f])
+                        pixels = mask.nonzero()
+                        changed += len(pixels)
+                        gap = max(gap, _score_gap(low_res[f], lb.shape, pixels, torch.from_numpy(ours[f])[mask],
+                                                  torch.from_numpy(lb)[mask]))
+                    diff[key] = f"{changed}" + (f" (gap ≤ {gap:.0e})" if changed else "")
+                pixels = sum(lb.size for lb in ours.values())
+                scores = torch.stack(list(low_res.values()))  # N×K×r×r
+                top2 = scores.topk(2, dim=1).values
+                winner = F.pad(scores.argmax(1)[:, None].float(), (0, 1, 0, 1), mode="replicate")[:, 0]
+                mixed = ((winner[:, :-1, :-1] != winner[:, 1:, :-1]) | (winner[:, :-1, :-1] != winner[:, :-1, 1:])
+                         | (winner[:, :-1, :-1] != winner[:, 1:, 1:]))
+                stats.append(f"{regime}: per-pixel score spread ≤ {float((scores.amax(1) - scores.amin(1)).max()):.2g}, "
+                             f"median top-2 gap {float((top2[:, 0] - top2[:, 1]).median()):.2g}, "
+                             f"{100 * float(mixed.float().mean()):.0f} % of the {scores.shape[-1]}² cells hold a label "
+                             "boundary (their corners' arg-max differ)")
+                spread = ", ".join(f"{100 * b / e:.0f}" for (b, _), (e, _) in zip(runs["backbone"], runs["eval"]))
+                base = seconds["backbone"]
+                rows += [
+                    [regime, "dense backbone alone", args.test_batch, f"{base / n:.3f}", f"{n / base:.2f}", "100 %",
+                     "", "-", ""],
+                    [regime, f"--eval-only (labels; repeats: {spread} %)", args.test_batch,
+                     f"{seconds['eval'] / n:.3f}", f"{n / seconds['eval']:.2f}",
+                     f"{100 * base / seconds['eval']:.0f} %", f"{seconds['release'] / seconds['eval']:.2f}×",
+                     f"{peak['eval']:.0f}", f"0 of {pixels}"],
+                    [regime, "release-style (K×H×W, batch 1)", 1, f"{seconds['release'] / n:.3f}",
+                     f"{n / seconds['release']:.2f}", f"{100 * base / seconds['release']:.0f} %", "1.00×",
+                     f"{peak['release']:.0f}", diff["release"]],
+                    [regime, "K×H×W logits, batched", args.test_batch, f"{seconds['plain'] / n:.3f}",
+                     f"{n / seconds['plain']:.2f}", f"{100 * base / seconds['plain']:.0f} %",
+                     f"{seconds['release'] / seconds['plain']:.2f}×", f"{peak['plain']:.0f}", diff["plain"]],
+                ]
+    notes = [f"{k}: {v}" for k, v in REGIMES.items() if k in regimes] + stats + [
+        "vs backbone: backbone-alone time / path time; vs release: release-style time / path time",
+        "labels ≠ --eval-only: pixels whose label differs (gap: the largest float64 score difference of the two "
+        "labels there); every path's evaluator takes the first maximum (max(dim=0).indices)"]
+    return EVAL_HEADERS, rows, notes
+
+
+def bench_text(args, cfg, device) -> Tuple[List[str], List, List[str]]:
+    """First encoding of a vocabulary vs reading it back from the disk cache
+    (``pixelclip/clip/text_cache.py``) in a new model with the same weights, as a second run does."""
+    from pixelclip.clip.text import get_templates
+
+    text_cfg = cfg.clone()
+    text_cfg.MODEL.PIXELCLIP.TEST.TEMPLATES = "imagenet_select"
+    names = [f"class {i}" for i in range(args.num_classes)]
+    label = f"text embeddings ({args.num_classes} classes × {len(get_templates('imagenet_select'))} templates)"
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for kind in ("first run: encoded", "next runs: disk cache"):
+            torch.manual_seed(args.seed)  # the same random weights, so the same cache key
+            model = build_model(text_cfg).to(device).eval()
+            model.classifier._cache.cache_dir = cache
+            with PeakMemory(device) as mem:
+                start = time.perf_counter()
+                model.classifier(names)
+                _sync(device)
+                seconds = time.perf_counter() - start
+            rows.append([f"{label}, {kind}", args.num_classes, f"{seconds:.3f}",
+                         f"{args.num_classes / seconds:.1f}", f"{mem.peak_mb:.0f}"])
+            del model
+    return STEP_HEADERS, rows, []
 
 
 def get_stuff_classes(name: str) -> List[str]:
@@ -249,7 +564,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--model", default="ViT-B-16-quickgelu", help="open_clip architecture (random weights)")
-    parser.add_argument("--tasks", default="train,infer,eval")
+    parser.add_argument("--tasks", default="train,infer,eval", help="any of train,infer,eval,text")
     parser.add_argument("--clip-resolution", type=int, default=320)
     parser.add_argument("--crop", type=int, default=640)
     parser.add_argument("--num-masks", type=int, default=64)
@@ -260,11 +575,20 @@ def main():
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights of the eval task")
     parser.add_argument("--eval-repeats", type=int, default=3, help="interleaved repeats of the eval task (medians)")
+    parser.add_argument("--regimes", default="random,near-tie,separated",
+                        help=f"score regimes of the eval task, from: {', '.join(REGIMES)}")
     parser.add_argument("--workers", type=int, default=0,
                         help="data-loader workers of the eval task (0: in the main process, the steady state; "
                         "worker start-up dominates a short run on 2 cores)")
     parser.add_argument("--autocast", default="", choices=["", "fp16", "bf16"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--profile-batches", default="2,4", help="batch sizes of train-profile and train-compare")
+    parser.add_argument("--baseline", default="68c37d8", help="git revision train-compare measures against")
+    parser.add_argument("--compare-repeats", type=int, default=2,
+                        help="alternating processes per code and batch size in train-compare")
+    parser.add_argument("--compare-iters", type=int, default=1, help="timed steps per train-compare process")
+    parser.add_argument("--code-root", default=REPO, help="import pixelclip from this checkout (train-compare)")
+    parser.add_argument("--json", action="store_true", help="train: also print the step times as JSON")
     args = parser.parse_args()
     if args.train_batch is None:
         args.train_batch = 48 if args.device.startswith("cuda") else 4
@@ -273,15 +597,18 @@ def main():
     setup_logger(name="pixelclip")
     device = torch.device(args.device)
     cfg = make_cfg(args)
-    rows = []
-    tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval}
-    for task in args.tasks.split(","):
-        rows += tasks[task](args, cfg, device)
+    tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval, "train-profile": bench_train_profile,
+             "train-compare": bench_train_compare, "text": bench_text}
     title = (f"PixelCLIP {args.model} | CLIP input {args.clip_resolution}² | crop {args.crop}² | K=64 | "
              f"{device} | {torch.get_num_threads()} threads | autocast {args.autocast or 'off'}")
     print(title)
-    print(tabulate(rows, headers=["what", "batch", "s / batch or image", "images / s", "peak MB"], tablefmt="github"))
-
+    for task in args.tasks.split(","):
+        if task not in tasks:
+            raise SystemExit(f"unknown task '{task}' ({', '.join(tasks)})")
+        headers, rows, notes = tasks[task](args, cfg, device)
+        print(tabulate(rows, headers=headers, tablefmt="github"))
+        for note in notes:
+            print(f"  {note}")
 
 if __name__ == "__main__":
     main()

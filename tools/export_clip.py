@@ -1,21 +1,25 @@
 #!/usr/bin/env python
 """Export PixelCLIP's fine-tuned CLIP for other frameworks, or import the authors' release.
 
-    # (a) open_clip checkpoint (FC-CLIP: CLIP_MODEL_NAME + CLIP_PRETRAINED_WEIGHTS)
-    python tools/export_clip.py open-clip --weights output/pixelclip_convnext_b/model_final.pth \\
-        --model-name convnext_base_w_320 --output pixelclip_convnext_b_open_clip.pt
-    # (b) OpenAI-layout ViT state dict (OpenAI's clip.load(path); ZegFormer's CLIP_PRETRAINED)
+    # (a) open_clip checkpoint (FC-CLIP: CLIP_MODEL_NAME + CLIP_PRETRAINED_WEIGHTS, e.g. with a released
+    #     FC-CLIP checkpoint as MODEL.WEIGHTS: those do not store the CLIP)
+    python tools/export_clip.py open-clip --weights output/pixelclip_convnext_l/model_final.pth \\
+        --model-name convnext_large_d_320 --output pixelclip_convnext_l_open_clip.pt
+    # (b) OpenAI-layout ViT state dict (OpenAI's clip.load(path) / build_model; ZegFormer's CLIP_PRETRAINED)
     python tools/export_clip.py openai --weights output/pixelclip_vitb/model_final.pth \\
         --config-file configs/pixelclip_vitb.yaml --output pixelclip_vitb16_openai.pt
-    # (c) replace the image encoder inside another D2 checkpoint (prefix: fcclip | zegformer | any)
+    # (c) replace the image encoder inside another D2 checkpoint that stores one (prefix: fcclip |
+    #     zegformer | any); a checkpoint without '<prefix>visual.*' is refused with the route that fits it
     python tools/export_clip.py merge --weights output/pixelclip_convnext_l/model_final.pth \\
-        --model-name convnext_large_d_320 --target fcclip_cocopan.pth --prefix fcclip --output fcclip_pixelclip.pth
+        --model-name convnext_large_d_320 --target my_fcclip/model_final.pth --prefix fcclip --output fcclip_pixelclip.pth
     # the authors' release -> this project's checkpoint layout (MODEL.WEIGHTS)
     python tools/export_clip.py import-release --release pixelclip_vit_base.pth \\
         --config-file configs/pixelclip_vitb.yaml --output pixelclip_vitb_release.pth
 
 ``--teacher`` exports the EMA teacher's image encoder instead of the student's. Each command prints
 a JSON report (for ``merge``: every key it replaced) and writes it to ``<output>.report.json``.
+Files are written atomically. Mistakes end with one line, ``[export_clip] <what> — <what to do>``
+(``--debug``: the traceback).
 """
 import argparse
 import json
@@ -25,12 +29,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
-from pixelclip import add_pixelclip_config  # noqa: E402
-from pixelclip.clip.build import ClipWeightsError  # noqa: E402
 from pixelclip.export import (  # noqa: E402
     ExportError,
     export_open_clip,
@@ -38,17 +39,15 @@ from pixelclip.export import (  # noqa: E402
     load_release_checkpoint,
     merge_visual_weights,
 )
+from pixelclip.preflight import check_output_dir  # noqa: E402
+from pixelclip.utils.cli import load_config, run_tool  # noqa: E402
+from pixelclip.utils.io import atomic_write  # noqa: E402
 
 logger = logging.getLogger("pixelclip.tools.export_clip")
 
 
 def _cfg(args):
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    return cfg
+    return load_config(args.config_file, args.opts, freeze=False)
 
 
 def _model_name(args) -> str:
@@ -69,11 +68,11 @@ def _import_release(args) -> dict:
     cfg.MODEL.DEVICE = "cpu"
     model = build_model(cfg)
     report = load_release_checkpoint(model, args.release)
-    placed = set(report.placed.values()) | set(report.zero_filled)
+    placed = set(report.placed.values())
     state = {k: v.detach().clone() for k, v in model.state_dict().items() if k in placed}
     save_checkpoint({"model": state, "__source__": os.path.abspath(args.release)}, args.output)
     return {"output": args.output, "placed": len(report.placed), "ignored": sorted(report.ignored),
-            "unplaced": report.unplaced, "missing_in_release": report.missing, "zero_filled": report.zero_filled}
+            "unplaced": report.unplaced, "missing_in_release": report.missing}
 
 
 def main(argv=None) -> int:
@@ -102,26 +101,23 @@ def main(argv=None) -> int:
                                 "(sem_seg_head.predictor.clip_model.) or a literal key prefix")
         p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args(argv)
-    setup_logger(name="pixelclip")
-    try:
-        if args.command == "open-clip":
-            report = export_open_clip(args.weights, _model_name(args), args.output, args.teacher)
-        elif args.command == "openai":
-            report = export_openai(args.weights, _model_name(args), args.output, args.teacher, args.fp16)
-        elif args.command == "merge":
-            name = args.model_name or (args.config_file and _model_name(args)) or None
-            merged = merge_visual_weights(args.weights, args.target, args.prefix, args.output, name, args.teacher)
-            report = {"output": merged.output, "prefix": merged.prefix, "replaced": merged.replaced}
-        else:
-            report = _import_release(args)
-    except (ExportError, ClipWeightsError, FileNotFoundError) as e:
-        sys.exit(f"[export_clip] {e}")
+    setup_logger(name="pixelclip", abbrev_name="pixelclip")
+    check_output_dir(os.path.dirname(os.path.abspath(args.output)))
+    if args.command == "open-clip":
+        report = export_open_clip(args.weights, _model_name(args), args.output, args.teacher)
+    elif args.command == "openai":
+        report = export_openai(args.weights, _model_name(args), args.output, args.teacher, args.fp16)
+    elif args.command == "merge":
+        name = args.model_name or (args.config_file and _model_name(args)) or None
+        merged = merge_visual_weights(args.weights, args.target, args.prefix, args.output, name, args.teacher)
+        report = {"output": merged.output, "prefix": merged.prefix, "replaced": merged.replaced}
+    else:
+        report = _import_release(args)
     text = json.dumps(report, indent=2)
-    with open(args.output + ".report.json", "w", encoding="utf-8") as f:  # beside the output, for the record
-        f.write(text + "\n")
+    atomic_write(args.output + ".report.json", text + "\n")  # beside the output, for the record
     print(text)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool("export_clip", main)

@@ -8,6 +8,7 @@ r"""Generate unlabeled masks for a folder of images: SAM's automatic masks or DI
 
 One SA-1B-style JSON per image, written atomically; rerun the same command to resume.
 Split the work with ``--shard i --num-shards n`` (one process per GPU or machine).
+Mistakes end with one line, ``[generate_masks] <what> — <what to do>`` (``--debug``: the traceback).
 """
 import argparse
 import logging
@@ -15,12 +16,17 @@ import os
 import sys
 from typing import List, Optional
 
-import torch
-from detectron2.utils.logger import setup_logger
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's pixelclip
 
-from pixelclip.masks import BinaryMaskAdapter, DinoKMeansMasker, SamMasker, build_dino_backbone, build_sam
-from pixelclip.masks.generate import Masker, generate_masks
-from pixelclip.masks.sam import SAM_MODEL_TYPES
+import torch  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
+
+from pixelclip.errors import ConfigError, DatasetError  # noqa: E402
+from pixelclip.masks import BinaryMaskAdapter, DinoKMeansMasker, SamMasker, build_dino_backbone, build_sam  # noqa: E402
+from pixelclip.masks.generate import Masker, generate_masks  # noqa: E402
+from pixelclip.masks.sam import SAM_MODEL_TYPES  # noqa: E402
+from pixelclip.preflight import check_output_dir  # noqa: E402
+from pixelclip.utils.cli import run_tool  # noqa: E402
 
 logger = logging.getLogger("pixelclip.tools.generate_masks")
 
@@ -83,13 +89,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = get_parser().parse_args(argv)
     setup_logger(name="pixelclip")
     if not os.path.isdir(args.input):
-        raise SystemExit(f"--input {args.input!r} is not a folder")
+        raise DatasetError(f"--input {args.input!r} is not a folder", "give the folder of images to segment")
     if args.num_shards < 1 or not 0 <= args.shard < args.num_shards:
-        raise SystemExit(f"--shard must be in [0, --num-shards), got {args.shard} of {args.num_shards}")
+        raise ConfigError(f"--shard must be in [0, --num-shards), got {args.shard} of {args.num_shards}",
+                          "number the shards 0 .. n-1")
+    check_output_dir(args.output)
     try:
         masker = build_masker(args)
     except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"generate_masks: {e}")
+        raise ConfigError(" ".join(str(e).split()), "check --method and its weights options (--help)") from None
     sam_only = set(SAM_KNOBS) | {"sam_checkpoint", "model_type"}
     dino_only = {"dino_weights", "dino_model", "clusters", "kmeans_iters", "dino_input_size"}
     unused = dino_only if args.method == "sam" else sam_only
@@ -103,4 +111,4 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_tool("generate_masks", lambda: main(sys.argv[1:]))

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pixelclip.clip  # noqa: E402,F401  (registers the tiny CLIP architecture with open_clip)
 from pixelclip.synthetic.pretrain import PretrainConfig, pretrain_synthetic_clip  # noqa: E402
+from pixelclip.utils.cli import run_tool  # noqa: E402
 
 DEFAULT_OUTPUT = "pixelclip/synthetic/weights/synthetic_clip_vit_seed0.pt"
 
@@ -49,4 +50,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool("pretrain_synthetic_clip", main)

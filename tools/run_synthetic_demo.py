@@ -105,14 +105,9 @@ def _summary_miou(run_dir: str, dataset: str) -> Optional[float]:
 def _config_hash(config: str, opts: List[str]) -> str:
     import hashlib
 
-    from detectron2.config import get_cfg
+    from pixelclip import get_pixelclip_cfg
 
-    from pixelclip import add_pixelclip_config
-
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
-    cfg.merge_from_file(config)
-    cfg.merge_from_list(opts)
+    cfg = get_pixelclip_cfg(config, opts)
     return hashlib.sha1(cfg.dump().encode()).hexdigest()
 
 
@@ -209,15 +204,10 @@ def run_jobs(jobs: Sequence[Job], parallel: int, env: Dict[str, str]) -> None:
 # ----------------------------------------------------------------------------------------------
 def _load_model(config: str, opts: List[str], weights: str):
     from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.config import get_cfg
-
-    from pixelclip import add_pixelclip_config
+    from pixelclip import get_pixelclip_cfg
     from pixelclip.trainer import Trainer
 
-    cfg = get_cfg()
-    add_pixelclip_config(cfg)
-    cfg.merge_from_file(config)
-    cfg.merge_from_list(opts)
+    cfg = get_pixelclip_cfg(config, opts)
     model = Trainer.build_model(cfg)
     if weights:
         DetectionCheckpointer(model).load(weights)

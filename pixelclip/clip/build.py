@@ -2,42 +2,25 @@
 
 Weights come from one of three places:
   * an open_clip pretrained tag (``ViT-B-16`` + ``openai``, ``convnext_base_w_320`` +
-    ``laion_aesthetic_s13b_b82k``, ...): read from open_clip's cache, downloaded if absent;
+    ``laion_aesthetic_s13b_b82k``, ...): read from open_clip's cache, downloaded if absent and the
+    network answers (``pixelclip/clip/weights.py`` decides without waiting on it);
   * a local checkpoint file (any state dict open_clip's ``load_checkpoint`` reads);
   * nothing (``""``): random initialisation, for tiny test configs and pre-training.
 """
 import logging
-import os
-from pathlib import Path
 from typing import List, Tuple
 
 import open_clip
-import torch
 from torch import nn
 
 from . import MODEL_CONFIG_DIR  # noqa: F401  (registers pixelclip/clip/model_configs with open_clip)
+from .weights import ClipWeightsError, how_to_provide, locate_clip_weights
+
+__all__ = ["ClipWeightsError", "build_clip_model", "apply_finetune_policy", "freeze", "is_vit", "is_convnext"]
 
 logger = logging.getLogger(__name__)
 
 CLIP_FINETUNE_POLICIES = ("attention", "full", "conv", "prompt", "none")
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".pkl")
-
-
-class ClipWeightsError(RuntimeError):
-    """The CLIP weights that were asked for cannot be found or read."""
-
-
-def _looks_like_path(pretrained: str) -> bool:
-    return os.sep in pretrained or pretrained.endswith(_CHECKPOINT_SUFFIXES) or os.path.exists(pretrained)
-
-
-def _how_to_provide(model_name: str, pretrained: str) -> str:
-    return (
-        f"To provide them: on a machine with internet, run `python -c \"import open_clip; "
-        f"open_clip.create_model('{model_name}', pretrained='{pretrained}')\"` to fill open_clip's cache "
-        f"(HF_HOME / ~/.cache/huggingface) and copy the cache here, or download the checkpoint file and "
-        f"set MODEL.PIXELCLIP.CLIP_PRETRAINED to its local path."
-    )
 
 
 def build_clip_model(model_name: str, pretrained: str = "", cache_dir: str = None) -> Tuple[nn.Module, object]:
@@ -51,48 +34,36 @@ def build_clip_model(model_name: str, pretrained: str = "", cache_dir: str = Non
     Returns:
         the open_clip ``CLIP`` model (fp32, on CPU) and its tokenizer.
     Raises:
-        ClipWeightsError: unknown architecture or tag, missing or unreadable checkpoint file, failed download.
+        ClipWeightsError: unknown architecture or tag, missing or unreadable checkpoint file, weights
+            neither cached nor downloadable (said at once, see :func:`locate_clip_weights`), failed download.
     """
-    if model_name not in open_clip.list_models():
-        raise ClipWeightsError(
-            f"Unknown CLIP architecture '{model_name}' (MODEL.PIXELCLIP.CLIP_MODEL_NAME). Known: open_clip's "
-            f"list_models() and the JSON files in {MODEL_CONFIG_DIR}."
-        )
-    if not pretrained:
+    weights = locate_clip_weights(model_name, pretrained, cache_dir)
+    if weights.source == "random":
         logger.info("CLIP %s: random initialisation (no pretrained weights asked for)", model_name)
         model = open_clip.create_model(model_name, pretrained=None)
-    elif _looks_like_path(pretrained):
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise ClipWeightsError(
-                f"CLIP checkpoint file not found: {path} (MODEL.PIXELCLIP.CLIP_PRETRAINED). Give the path of an "
-                f"open_clip/OpenAI state dict for '{model_name}', or an open_clip pretrained tag."
-            )
+    elif weights.path is not None:  # a local file, or a tag's file in the cache: no network
         try:
-            model = open_clip.create_model(model_name, pretrained=str(path))
+            model = open_clip.create_model(model_name, pretrained=weights.path)
         except Exception as e:  # corrupt file, wrong architecture, ...
-            raise ClipWeightsError(f"Could not load CLIP checkpoint {path} into '{model_name}': {e}") from e
-        logger.info("CLIP %s: weights from %s", model_name, path)
-    else:
-        tags = open_clip.list_pretrained_tags_by_model(model_name)
-        if pretrained not in tags:
             raise ClipWeightsError(
-                f"Unknown pretrained tag '{pretrained}' for CLIP '{model_name}' (MODEL.PIXELCLIP.CLIP_PRETRAINED). "
-                f"open_clip knows: {tags or 'none for this architecture'}; or give a local checkpoint path."
-            )
+                f"could not load CLIP checkpoint {weights.path} into '{model_name}' ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:300]})",
+                "check that MODEL.PIXELCLIP.CLIP_MODEL_NAME is the architecture the file was trained with") from e
+        logger.info("CLIP %s: weights '%s' from %s", model_name, pretrained, weights.path)
+    else:
         try:
             model = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
         except Exception as e:
             raise ClipWeightsError(
                 f"CLIP weights '{model_name}' / '{pretrained}' are not in open_clip's cache and could not be "
-                f"downloaded ({type(e).__name__}: {str(e)[:200]}). {_how_to_provide(model_name, pretrained)}"
-            ) from e
-        logger.info("CLIP %s: pretrained weights '%s'", model_name, pretrained)
+                f"downloaded ({type(e).__name__}: {' '.join(str(e).split())[:200]})",
+                how_to_provide(model_name, pretrained)) from e
+        logger.info("CLIP %s: pretrained weights '%s' (downloaded)", model_name, pretrained)
     if not hasattr(model, "token_embedding"):
         raise ClipWeightsError(
-            f"CLIP '{model_name}' has a custom text tower ({type(model).__name__}); PixelCLIP drives the standard "
-            f"open_clip text transformer (token_embedding, transformer, ln_final, text_projection)."
-        )
+            f"CLIP '{model_name}' has a custom text tower ({type(model).__name__})",
+            "PixelCLIP drives the standard open_clip text transformer (token_embedding, transformer, "
+            "ln_final, text_projection): choose an architecture that has it")
     return model.float(), open_clip.get_tokenizer(model_name)
 
 
@@ -104,6 +75,21 @@ def is_vit(visual: nn.Module) -> bool:
 def is_convnext(visual: nn.Module) -> bool:
     """True for open_clip's timm-backed ConvNeXt image towers."""
     return hasattr(visual, "trunk") and hasattr(visual.trunk, "stages")
+
+
+def blocks_batch_first(transformer: nn.Module) -> bool:
+    """Whether the residual blocks of an open_clip ``Transformer`` take N×L×D (else L×N×D).
+
+    open_clip 2.26 to 3.x record it in ``transformer.batch_first`` (their ``forward`` takes N×L×D
+    either way and transposes around the blocks itself). Older releases have no such attribute: their
+    blocks use ``nn.MultiheadAttention``'s sequence-first default (and ``forward`` takes L×N×D, which is
+    why FC-CLIP's ``encode_text`` permutes). Later ones without ``nn.MultiheadAttention`` are batch-first.
+    Callers that run the blocks themselves transpose by this, and are then right for every version.
+    """
+    if hasattr(transformer, "batch_first"):
+        return bool(transformer.batch_first)
+    attn = getattr(transformer.resblocks[0], "attn", None)
+    return not isinstance(attn, nn.MultiheadAttention) or bool(attn.batch_first)
 
 
 def _trainable(name: str, policy: str) -> bool:

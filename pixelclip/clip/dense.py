@@ -4,7 +4,14 @@ ViT (MaskCLIP-style, as in PixelCLIP's release): the last residual block is repl
 path, ``v = out_proj(v_proj(ln_1(x)))``, ``x' = v + x_cls``, ``x'' = x' + mlp(ln_2(x'))``; then
 ``ln_post`` and ``proj`` on every patch token; the CLS token is dropped. Position embeddings are
 bicubically interpolated to the patch grid, so any input size divisible by the patch size works.
-ConvNeXt: trunk features -> the head's norm -> the head's projection, per pixel, no pooling.
+ConvNeXt: trunk features -> the head's norm -> the head's projection, per pixel, no pooling. open_clip's
+timm towers project in one of three ways (``timm_proj`` of the model config): ``linear`` (``visual.head.proj``,
+e.g. ``convnext_base_w_320``), ``mlp`` (``visual.head.mlp``, e.g. ``convnext_large_d_320``), or none, where the
+trunk's own classifier ``fc`` (a 1×1 conv when the trunk does not pool) projects, or nothing does. Every one of
+them is applied to each pixel here.
+``mode`` (``MODEL.PIXELCLIP.DENSE_MODE``) swaps the ViT's last block for a training-free variant
+(vanilla, MaskCLIP, SCLIP, ClearCLIP, NACLIP: :mod:`pixelclip.clip.dense_modes`); ``value`` is the
+value path above and the only mode of ConvNeXt towers (no attention in their last stage).
 """
 from typing import Tuple
 
@@ -12,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .build import is_convnext, is_vit
+from .build import blocks_batch_first, is_convnext, is_vit
+from .dense_modes import VIT_LAST_BLOCKS, check_dense_mode
 
 
 def interpolate_positional_embedding(pos_embed: torch.Tensor, old_grid: Tuple[int, int],
@@ -58,37 +66,76 @@ def value_path_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
-def vit_dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Dense CLIP features of an open_clip ViT: B×3×H×W -> B×C×(H/p)×(W/p)."""
+def vit_dense_features(visual: nn.Module, images: torch.Tensor, mode: str = "value") -> torch.Tensor:
+    """Dense CLIP features of an open_clip ViT: B×3×H×W -> B×C×(H/p)×(W/p); ``mode``: the last
+    block (``value`` or a :data:`pixelclip.clip.dense_modes.VIT_LAST_BLOCKS` key)."""
+    check_dense_mode(mode)
     x, (h, w) = vit_tokens(visual, images)
     blocks = visual.transformer.resblocks
-    batch_first = getattr(visual.transformer, "batch_first", True)
+    batch_first = blocks_batch_first(visual.transformer)
     if not batch_first:
         x = x.transpose(0, 1)
     for block in blocks[:-1]:
         x = block(x)
     if not batch_first:
         x = x.transpose(0, 1)
-    x = value_path_block(blocks[-1], x)
+    if mode == "value":
+        x = value_path_block(blocks[-1], x)
+    else:
+        x = VIT_LAST_BLOCKS[mode](blocks[-1], x, (h, w))
     x = visual.ln_post(x[:, 1:])
     if visual.proj is not None:
         x = x @ visual.proj
     return x.reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous()
 
 
-def convnext_dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Dense CLIP features of an open_clip timm ConvNeXt: B×3×H×W -> B×C×(H/32)×(W/32)."""
-    x = visual.trunk.forward_features(images)  # B×Ct×h×w
-    x = visual.trunk.head.norm(x)
-    x = visual.head(x.permute(0, 2, 3, 1))  # per-pixel projection: B×h×w×C
+def _per_pixel(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a head layer to channels-last features B×h×w×C; a 1×1 convolution acts as a linear map."""
+    if isinstance(module, nn.Conv2d):
+        if tuple(module.kernel_size) != (1, 1):
+            raise TypeError(f"cannot apply a {tuple(module.kernel_size)} convolution of a ConvNeXt head per pixel")
+        return F.linear(x, module.weight.flatten(1), module.bias)
+    if isinstance(module, nn.Sequential):
+        for layer in module:
+            x = _per_pixel(layer, x)
+        return x
+    return module(x)  # Linear, Mlp (Linear layers), Dropout, activations, Identity: last-dim maps
+
+
+def convnext_head_per_pixel(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The image tower's head without its global pooling, on every position: B×Ct×h×w trunk features
+    -> B×C×h×w (the trunk head's norm, pre-logits and classifier, then open_clip's projection head)."""
+    head = visual.trunk.head
+    x = head.norm(x).permute(0, 2, 3, 1)  # LayerNorm2d over channels, then channels-last
+    for layer in (getattr(head, "pre_logits", None), getattr(head, "drop", None), head.fc, visual.head):
+        if layer is not None:
+            x = _per_pixel(layer, x)
     return x.permute(0, 3, 1, 2).contiguous()
 
 
-def dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Dense features of any supported image tower: B×3×H×W -> B×C×h×w (C = CLIP embedding dim)."""
+def convnext_dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Dense CLIP features of an open_clip timm ConvNeXt: B×3×H×W -> B×C×(H/32)×(W/32)."""
+    return convnext_head_per_pixel(visual, visual.trunk.forward_features(images))
+
+
+def check_tower_dense_mode(visual: nn.Module, mode: str) -> str:
+    """``mode`` if the image tower supports it; a ValueError naming MODEL.PIXELCLIP.DENSE_MODE otherwise."""
+    check_dense_mode(mode)
+    if mode != "value" and not is_vit(visual):
+        raise ValueError(
+            f"MODEL.PIXELCLIP.DENSE_MODE '{mode}' changes the attention of a ViT's last block; the "
+            f"{type(visual).__name__} image tower (ConvNeXt) has no attention in its last stage: use 'value'"
+        )
+    return mode
+
+
+def dense_features(visual: nn.Module, images: torch.Tensor, mode: str = "value") -> torch.Tensor:
+    """Dense features of any supported image tower: B×3×H×W -> B×C×h×w (C = CLIP embedding dim);
+    ``mode`` = MODEL.PIXELCLIP.DENSE_MODE (ConvNeXt: ``value`` only)."""
     if is_vit(visual):
-        return vit_dense_features(visual, images)
+        return vit_dense_features(visual, images, mode)
     if is_convnext(visual):
+        check_tower_dense_mode(visual, mode)
         return convnext_dense_features(visual, images)
     raise TypeError(f"dense features are implemented for open_clip ViT and ConvNeXt towers, not {type(visual).__name__}")
 
@@ -103,5 +150,18 @@ def feature_stride(visual: nn.Module) -> int:
 
 
 def embed_dim(visual: nn.Module) -> int:
-    """CLIP embedding dimension of an image tower's output."""
-    return int(visual.output_dim) if hasattr(visual, "output_dim") else int(visual.head.proj.out_features)
+    """CLIP embedding dimension of an image tower's (dense) output.
+
+    ViT: ``output_dim``. timm ConvNeXt: the width of what its head gives for one position (read by
+    running the head on one zero vector, so linear, MLP and trunk-classifier projections all count).
+    """
+    if is_vit(visual):
+        return int(visual.output_dim)
+    if is_convnext(visual):
+        param = next(visual.parameters())
+        probe = torch.zeros(1, int(visual.trunk.num_features), 1, 1, dtype=param.dtype, device=param.device)
+        with torch.no_grad():
+            return int(convnext_head_per_pixel(visual, probe).shape[1])
+    if hasattr(visual, "output_dim"):
+        return int(visual.output_dim)
+    raise TypeError(f"unsupported image tower {type(visual).__name__}")

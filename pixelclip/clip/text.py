@@ -7,13 +7,26 @@ import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torch import nn
 
-from .build import freeze
+from .build import blocks_batch_first, freeze
+from .text_cache import TextEmbeddingCache
 
 logger = logging.getLogger(__name__)
 
-SINGLE_TEMPLATE = "A photo of a {} in the scene."
-# A selection of ImageNet-style templates suited to scene parsing (the "imagenet_select" ensemble).
+# The release's single template (no final period): also the prompt template its training uses.
+SINGLE_TEMPLATE = "A photo of a {} in the scene"
+# The release's "imagenet_select" ensemble, in its order: its evaluation script uses it for every benchmark.
 IMAGENET_SELECT_TEMPLATES = (
+    "itap of a {}.",
+    "a bad photo of the {}.",
+    "a origami {}.",
+    "a photo of the large {}.",
+    "a {} in a video game.",
+    "art of the {}.",
+    "a photo of the small {}.",
+    "A photo of a {} in the scene",
+)
+# This project's earlier 14-template scene-parsing ensemble (shares 6 templates with the release's).
+SCENE14_TEMPLATES = (
     "a bad photo of the {}.",
     "a photo of the large {}.",
     "a photo of the small {}.",
@@ -29,17 +42,21 @@ IMAGENET_SELECT_TEMPLATES = (
     "this is the {} in the scene.",
     "this is one {} in the scene.",
 )
+TEMPLATE_SETS = ("single", "imagenet_select", "scene14", "imagenet")
 
 
 def get_templates(name: str) -> Tuple[str, ...]:
-    """Template ensemble by name: ``single``, ``imagenet_select`` or ``imagenet`` (OpenAI's 80)."""
+    """Template ensemble by name: ``single`` and ``imagenet_select`` (the release's), ``scene14``, or
+    ``imagenet`` (OpenAI's 80)."""
     if name == "single":
         return (SINGLE_TEMPLATE,)
     if name == "imagenet_select":
         return IMAGENET_SELECT_TEMPLATES
+    if name == "scene14":
+        return SCENE14_TEMPLATES
     if name == "imagenet":
         return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
-    raise ValueError(f"unknown template ensemble '{name}' (MODEL.PIXELCLIP.TEST.TEMPLATES): single|imagenet_select|imagenet")
+    raise ValueError(f"unknown template ensemble '{name}' (MODEL.PIXELCLIP.TEST.TEMPLATES): {'|'.join(TEMPLATE_SETS)}")
 
 
 class TextEncoder(nn.Module):
@@ -60,6 +77,15 @@ class TextEncoder(nn.Module):
         self.eos_token_id = getattr(clip_model, "text_eos_id", None)
         self.tokenizer = tokenizer
         self.context_length = int(clip_model.positional_embedding.shape[0])
+        mask = clip_model.attn_mask
+        if mask is not None:
+            above = torch.ones_like(mask, dtype=torch.bool).triu(1)
+            self.causal = bool((mask[above] == float("-inf")).all() and (mask[~above] == 0).all())
+        else:
+            self.causal = False
+        # Run the transformer on the context up to the last pooled (EOT) token only: exact for a causal
+        # text encoder (False: always the full context, the reference computation).
+        self.truncate_context = True
         freeze(self)
 
     @property
@@ -80,11 +106,28 @@ class TextEncoder(nn.Module):
         return torch.zeros_like(tokens[:, 0])  # "first"
 
     def encode_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Token embeddings N×L×D (their ids N×L tell where EOT is) -> text features N×C."""
-        x = embeddings + self.positional_embedding.to(embeddings.dtype)
-        x = self.transformer(x, attn_mask=self.attn_mask)
+        """Token embeddings N×L×D (their ids N×L tell where EOT is) -> text features N×C.
+
+        With a causal attention mask a token sees only the tokens before it, so the pooled EOT token's
+        output does not depend on the padding after the last EOT: the transformer runs on the first
+        ``last EOT + 1`` positions only (CLIP's prompts use 10–20 of its 77; forward and backward cost
+        scale with the length). Same result up to float rounding."""
+        pool = self._pool_index(tokens)
+        length = embeddings.shape[1]
+        if self.truncate_context and self.causal and self.pool_type in ("argmax", "eos"):
+            length = int(pool.max()) + 1
+        x = embeddings[:, :length] + self.positional_embedding[:length].to(embeddings.dtype)
+        attn_mask = None if self.attn_mask is None else self.attn_mask[:length, :length]
+        # the blocks run here, in their own layout (open_clip < 2.26 is sequence-first, later batch-first)
+        sequence_first = not blocks_batch_first(self.transformer)
+        if sequence_first:
+            x = x.transpose(0, 1)
+        for block in self.transformer.resblocks:
+            x = block(x, attn_mask=attn_mask)
+        if sequence_first:
+            x = x.transpose(0, 1)
         x = self.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), self._pool_index(tokens)]
+        x = x[torch.arange(x.shape[0], device=x.device), pool]
         if self.text_projection is None:
             return x
         if isinstance(self.text_projection, nn.Linear):
@@ -97,10 +140,11 @@ class TextEncoder(nn.Module):
 
 
 class VocabularyClassifier(nn.Module):
-    """Unit-norm text embeddings of a vocabulary, cached per (vocabulary, templates, device).
+    """Unit-norm text embeddings of a vocabulary, cached per (vocabulary, templates, device), in
+    memory and on disk (keyed by the text weights' content too; ``text_cache.py``).
 
-    A class name ``"a, b"`` lists synonyms: each synonym's embedding is the normalised mean over the
-    templates, and the class embedding is the normalised mean over its synonyms.
+    A class name ``"a, b"`` lists synonyms. As the release: per template, each synonym's embedding is
+    normalised, they are averaged and renormalised; then the templates are averaged and renormalised.
     """
 
     def __init__(self, text_encoder: TextEncoder, templates: Sequence[str] = (SINGLE_TEMPLATE,),
@@ -109,7 +153,7 @@ class VocabularyClassifier(nn.Module):
         self.text_encoder = text_encoder
         self.templates = tuple(templates)
         self.batch_size = batch_size
-        self._cache: Dict[tuple, torch.Tensor] = {}
+        self._cache: Dict[tuple, torch.Tensor] = TextEmbeddingCache(text_encoder)  # memory + disk
         # new text weights (a checkpoint load) invalidate cached embeddings
         self.register_load_state_dict_post_hook(lambda module, keys: module.clear_cache())
 
@@ -119,7 +163,13 @@ class VocabularyClassifier(nn.Module):
     @torch.no_grad()
     def _encode_texts(self, texts: List[str]) -> torch.Tensor:
         chunks = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
-        feats = [self.text_encoder(self.text_encoder.tokenize(chunk)) for chunk in chunks]
+        if len(chunks) > 1:
+            logger.info("Encoding %d texts on %s in %d batches ...", len(texts), self.text_encoder.device, len(chunks))
+        feats = []
+        for i, chunk in enumerate(chunks):
+            feats.append(self.text_encoder(self.text_encoder.tokenize(chunk)))
+            if len(chunks) > 1:
+                logger.info("Encoded %d / %d texts", min((i + 1) * self.batch_size, len(texts)), len(texts))
         return F.normalize(torch.cat(feats).float(), dim=-1)
 
     def forward(self, class_names: Sequence[str]) -> torch.Tensor:
@@ -129,11 +179,10 @@ class VocabularyClassifier(nn.Module):
             synonyms = [[s.strip() for s in name.split(", ") if s.strip()] or [name] for name in class_names]
             flat = [s for group in synonyms for s in group]
             texts = [t.format(s) for s in flat for t in self.templates]
-            feats = self._encode_texts(texts).view(len(flat), len(self.templates), -1)
-            per_synonym = F.normalize(feats.mean(dim=1), dim=-1)
+            feats = self._encode_texts(texts).view(len(flat), len(self.templates), -1)  # unit norm
             sizes = [len(g) for g in synonyms]
-            per_class = torch.stack([g.mean(dim=0) for g in per_synonym.split(sizes)])
-            self._cache[key] = F.normalize(per_class, dim=-1)
+            per_template = torch.stack([F.normalize(g.mean(dim=0), dim=-1) for g in feats.split(sizes)])  # K×T×C
+            self._cache[key] = F.normalize(per_template.mean(dim=1), dim=-1)
             logger.info("Encoded a vocabulary of %d classes with %d templates", len(class_names), len(self.templates))
         return self._cache[key]
 
@@ -159,15 +208,17 @@ class LearnablePrompts(nn.Module):
             raise ValueError(f"prompt template '{template}' must hold exactly one '{{}}' and no word '{self.PLACEHOLDER}'")
         self.register_buffer("tokens", tokens, persistent=False)  # 1×L
         self.register_buffer("slot_positions", slots, persistent=False)  # PROMPT_LENGTH
-        # initialised from the token embeddings of random vocabulary ids (fixed seed); with
-        # ``init_words``, of random tokens of those words (a small text encoder's known vocabulary)
+        # initialised from the token embeddings of random vocabulary ids: randint(vocab_size - 10) from a CPU
+        # generator seeded with ``init_seed``; seed 0 gives the release's ids (it calls torch.manual_seed(0) and
+        # draws from the global generator, which we leave alone). With ``init_words``: random tokens of those
+        # words (a small text encoder's known vocabulary).
         generator = torch.Generator().manual_seed(init_seed)
         if init_words:
             pool = torch.unique(torch.cat([self._word_tokens(text_encoder, w) for w in init_words]))
             ids = pool[torch.randint(0, len(pool), (num_prompts, prompt_length), generator=generator)]
         else:
             vocab_size = text_encoder.token_embedding.weight.shape[0]
-            ids = torch.randint(0, vocab_size - 2, (num_prompts, prompt_length), generator=generator)  # no SOT/EOT
+            ids = torch.randint(0, vocab_size - 10, (num_prompts, prompt_length), generator=generator)  # no SOT/EOT
         init = text_encoder.token_embedding.weight.detach()[ids.to(text_encoder.device)].clone().float()
         self.prompt_tokens = nn.Parameter(init, requires_grad=learnable)  # K×PROMPT_LENGTH×D
 

@@ -20,6 +20,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from pycocotools import mask as mask_util
 
+from ..errors import PixelCLIPError
+from ..utils.io import TEMP_MARKER
+
 __all__ = [
     "MaskFileError",
     "encode_masks",
@@ -27,24 +30,30 @@ __all__ = [
     "write_mask_file",
     "read_mask_file",
     "validate_mask_record",
+    "rle_counts_problem",
     "TEMP_MARKER",
 ]
 
-# Temporary files are "<target>.tmp-<token>" beside the target, renamed onto it when complete.
-TEMP_MARKER = ".tmp-"
+# Temporary files are "<target>.tmp-<token>" beside the target, renamed onto it when complete
+# (TEMP_MARKER, shared with pixelclip/utils/io.py).
 
 PathLike = Union[str, os.PathLike]
 
 
-class MaskFileError(ValueError):
+class MaskFileError(PixelCLIPError, ValueError):
     """A mask file that cannot be used; the message names the file and the offending field."""
 
-    def __init__(self, path: Optional[PathLike], field: str, problem: str):
+    def __init__(self, path: Optional[PathLike], field: str = "", problem: str = ""):
         self.path = None if path is None else os.fspath(path)
         self.field = field
         self.problem = problem
         where = self.path if self.path is not None else "<mask record>"
-        super().__init__(f"{where}: {field}: {problem}" if field else f"{where}: {problem}")
+        what = (f"{where}: {field}: {problem}" if field else f"{where}: {problem}") if problem else where
+        super().__init__(what, "regenerate the mask file (tools/generate_masks.py) or remove the image from the set"
+                         if problem else "")
+
+    def __reduce__(self):
+        return (self.__class__, (self.path, self.field, self.problem))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,6 +273,55 @@ def read_mask_file(
     return record
 
 
+def _run_lengths(counts: str) -> Union[np.ndarray, str]:
+    """Run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``), or the reason
+    it cannot be parsed. Each run is 5-bit groups in characters 48..111, bit 0x20 continuing it
+    and bit 0x10 of its last character the sign; runs from the fourth on are deltas to the run two
+    before."""
+    try:
+        raw = np.frombuffer(counts.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
+    except UnicodeEncodeError:
+        return "it holds non-ASCII characters"
+    if raw.size == 0:
+        return "it is empty"
+    if raw.min() < 0 or raw.max() > 63:
+        bad = counts[int(np.flatnonzero((raw < 0) | (raw > 63))[0])]
+        return f"character {bad!r} is not an RLE digit"
+    more = (raw & 0x20) != 0
+    if more[-1]:
+        return "it ends in the middle of a run (truncated)"
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > 8:  # 8 groups = 40 bits: more than any image holds
+        return "a run length has too many digits"
+    group = np.repeat(np.arange(len(starts)), lengths)
+    position = np.arange(raw.size) - starts[group]
+    x = np.add.reduceat((raw & 0x1F) << (5 * position), starts)
+    x -= ((raw[ends] & 0x10) != 0) * (np.int64(1) << (5 * lengths))
+    runs = x.copy()
+    runs[1::2] = np.cumsum(x[1::2])
+    runs[2::2] = np.cumsum(x[2::2])
+    return runs
+
+
+def rle_counts_problem(counts: Union[str, Sequence[int]], height: int, width: int) -> Optional[str]:
+    """Why an RLE's ``counts`` does not describe a ``height``×``width`` mask (None when it does):
+    an unparsable string, a negative run, or runs that do not add up to height × width.
+
+    pycocotools decodes some malformed strings without complaint and gives others an empty box,
+    so a bad mask would otherwise vanish from training without a word."""
+    runs = _run_lengths(counts) if isinstance(counts, str) else np.asarray(counts, dtype=np.int64)
+    if isinstance(runs, str):
+        return runs
+    if runs.size and runs.min() < 0:
+        return f"run {int(np.flatnonzero(runs < 0)[0])} is negative"
+    total = int(runs.sum())
+    if total != height * width:
+        return f"its runs cover {total} pixels, its size {height}×{width} has {height * width}"
+    return None
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -322,6 +380,9 @@ def _validate_annotation(ann: Any, field: str, hw: List[int], path: Optional[Pat
     if not (isinstance(counts, str) or (isinstance(counts, list) and all(_is_int(c) for c in counts))):
         raise MaskFileError(path, f"{field}.segmentation.counts",
                             f"expected an RLE string or list of ints, got {type(counts).__name__}")
+    problem = rle_counts_problem(counts, hw[0], hw[1])
+    if problem:
+        raise MaskFileError(path, f"{field}.segmentation.counts", f"malformed COCO RLE: {problem}")
     if not _is_number(ann.get("area")) or ann["area"] < 0:
         raise MaskFileError(path, f"{field}.area", f"expected a non-negative number, got {ann.get('area')!r}")
     bbox = ann.get("bbox")

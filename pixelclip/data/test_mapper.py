@@ -9,6 +9,8 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
+from ..errors import EvalImageError
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,7 +32,11 @@ class SemanticTestMapper:
         try:
             image = utils.read_image(path, format=self.image_format)
         except Exception as e:  # unreadable or truncated file
-            raise ValueError(f"cannot read test image {path}: {type(e).__name__}: {e}") from e
+            label = record.get("sem_seg_file_name")
+            remove = f" together with its label file {label}" if label else ""
+            raise EvalImageError(
+                f"cannot decode test image {path} ({type(e).__name__}: {' '.join(str(e).split())})",
+                f"replace it with an intact copy (re-extract the download), or remove it{remove}") from None
         record.setdefault("height", image.shape[0])
         record.setdefault("width", image.shape[1])
         image = self.resize.get_transform(image).apply_image(image)

@@ -3,6 +3,12 @@
 A vocabulary is a list of class names. A name may carry synonyms separated by ", " as in the
 benchmarks' conventional lists (``"sofa, couch, lounge"``). :func:`load_vocabulary` turns a user's
 spec (``cfg.MODEL.PIXELCLIP.TEST.VOCABULARY``, a demo's ``--vocabulary``) into such a list.
+
+The index of a name is its label id, so a name listed twice would give two ids to one class (the
+second never wins a pixel, and the label map means something else than the user thinks).
+Duplicates are refused, not removed: removing them would shift the ids of every later class
+(:func:`check_vocabulary`, used by :func:`load_vocabulary`, the benchmark registrations and the
+trainer's evaluation).
 """
 import functools
 import json
@@ -14,7 +20,17 @@ from typing import List, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ..errors import VocabularyError, VocabularyFileError
+
 logger = logging.getLogger(__name__)
+
+
+class UnknownVocabularyError(VocabularyError, KeyError):
+    """A packaged vocabulary name that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return Exception.__str__(self)
+
 
 VOCABULARY_DIR = Path(__file__).resolve().parent / "datasets" / "vocabularies"
 
@@ -44,9 +60,8 @@ def _read_packaged(name: str) -> tuple:
 def packaged_vocabulary(name: str) -> List[str]:
     """The packaged class-name list ``name`` (one of :data:`PACKAGED_VOCABULARIES`)."""
     if name not in PACKAGED_VOCABULARIES:
-        raise KeyError(
-            f"unknown packaged vocabulary {name!r}; available: {', '.join(PACKAGED_VOCABULARIES)}"
-        )
+        raise UnknownVocabularyError(
+            f"unknown packaged vocabulary {name!r}", f"use one of {', '.join(PACKAGED_VOCABULARIES)}")
     return list(_read_packaged(name))
 
 
@@ -54,42 +69,61 @@ def read_class_file(path: str) -> List[str]:
     """Class names from a ``.json`` file (a list of strings) or a text file (one name a line;
     blank lines and lines starting with ``#`` are skipped)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"vocabulary file not found: {path}")
+        raise VocabularyFileError(
+            f"vocabulary file not found: {path}",
+            "give an existing .txt (one class a line) or .json (a list) file, class names \"a,b,c\", a packaged "
+            f"vocabulary ({', '.join(PACKAGED_VOCABULARIES)}) or a registered dataset name")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read vocabulary file {path}: {e}") from None
+        raise VocabularyError(f"cannot read vocabulary file {path}: {e}", "save it as UTF-8 text") from None
     if path.lower().endswith(".json"):
         try:
             names = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"vocabulary file {path} is not valid JSON: {e}") from None
+            raise VocabularyError(f"vocabulary file {path} is not valid JSON: {e}",
+                                  'write a JSON list of class names, e.g. ["cat", "sofa, couch"]') from None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ValueError(
-                f"vocabulary file {path} must hold a JSON list of class-name strings, "
-                f'e.g. ["cat", "sofa, couch"]'
-            )
+            raise VocabularyError(
+                f"vocabulary file {path} must hold a JSON list of class-name strings",
+                'e.g. ["cat", "sofa, couch"]')
     else:
         names = [line for line in text.splitlines() if not line.strip().startswith("#")]
     names = [n.strip() for n in names if n.strip()]
     if not names:
-        raise ValueError(f"vocabulary file {path} lists no class names (empty vocabulary)")
+        raise VocabularyError(f"vocabulary file {path} lists no class names (empty vocabulary)",
+                              "write one class name a line")
+    return names
+
+
+def check_vocabulary(names: Sequence[str], source: str) -> List[str]:
+    """The class names, stripped; refuses an empty list, an empty name or a repeated name.
+
+    Arguments:
+        names: class names in label order.
+        source: where they come from (a spec, a file, a dataset name), for the message.
+    Raises:
+        VocabularyError: naming the repeated names and their positions (label ids).
+    """
+    names = [str(n).strip() for n in names]
+    if not names or not all(names):
+        raise VocabularyError(f"vocabulary {source!r} is empty or has an empty class name",
+                              "give at least one non-empty class name")
+    counts = Counter(names)
+    duplicates = [n for n in dict.fromkeys(names) if counts[n] > 1]
+    if duplicates:
+        where = "; ".join(
+            f"{n!r} at ids {', '.join(str(i) for i, m in enumerate(names) if m == n)}" for n in duplicates[:5])
+        raise VocabularyError(
+            f"vocabulary {source!r} repeats {len(duplicates)} class name(s): {where}",
+            "list each class once (its position is its label id); put synonyms in one entry, "
+            "e.g. 'sofa, couch'")
     return names
 
 
 def _checked(names: Sequence[str], spec: str) -> List[str]:
-    names = [str(n).strip() for n in names]
-    if not names or not all(names):
-        raise ValueError(f"vocabulary {spec!r} is empty or has an empty class name")
-    duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
-    if duplicates:
-        logger.warning(
-            "vocabulary %r repeats class names %s: the repeats compete for the same pixels",
-            spec,
-            duplicates,
-        )
-    return names
+    return check_vocabulary(names, spec)
 
 
 def load_vocabulary(spec: str) -> List[str]:
@@ -108,12 +142,13 @@ def load_vocabulary(spec: str) -> List[str]:
         the class names, in order (the index of a name is its label id).
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError("empty vocabulary spec: give class names, a class file or a dataset name")
+        raise VocabularyError("empty vocabulary spec", "give class names, a class file or a dataset name")
     spec = spec.strip()
     if spec in DatasetCatalog.list():
         classes = MetadataCatalog.get(spec).get("stuff_classes", None)
         if not classes:
-            raise ValueError(f"dataset {spec!r} is registered but has no stuff_classes metadata")
+            raise VocabularyError(f"dataset {spec!r} is registered but has no stuff_classes metadata",
+                                  "give class names or a class file instead")
         return _checked(classes, spec)
     if spec.lower().endswith((".json", ".txt")) or os.path.isfile(spec):
         return _checked(read_class_file(spec), spec)
@@ -122,9 +157,8 @@ def load_vocabulary(spec: str) -> List[str]:
     separator = ";" if ";" in spec else ","
     names = [n.strip() for n in spec.split(separator) if n.strip()]
     if len(names) < 2:
-        raise ValueError(
+        raise VocabularyError(
             f"vocabulary {spec!r} is not a registered dataset, a class file (.json/.txt), a "
             f"packaged vocabulary ({', '.join(PACKAGED_VOCABULARIES)}), nor a list of at least "
-            "two class names separated by ',' (or ';')"
-        )
+            "two class names separated by ',' (or ';')", "give one of these")
     return _checked(names, spec)

@@ -7,7 +7,7 @@ from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
 from torch import nn
 
 from ..clip.build import apply_finetune_policy, build_clip_model, freeze
-from ..clip.dense import dense_features, embed_dim, feature_stride
+from ..clip.dense import check_tower_dense_mode, dense_features, embed_dim, feature_stride
 
 
 @BACKBONE_REGISTRY.register()
@@ -17,11 +17,13 @@ class PixelCLIPBackbone(Backbone):
     Owns the whole open_clip model (``clip_model``: image tower trained by the ``CLIP_FINETUNE``
     policy, text tower frozen), so its state dict is an open_clip checkpoint under ``clip_model.``.
     Output: ``{"clip_dense": B×C×h×w}`` with C the CLIP embedding dim and h, w = H/stride, W/stride.
+    ``dense_mode`` (``MODEL.PIXELCLIP.DENSE_MODE``) selects the ViT's last block (pixelclip/clip/dense_modes.py).
     """
 
     @configurable
-    def __init__(self, *, clip_model: nn.Module, tokenizer, finetune: str = "attention"):
+    def __init__(self, *, clip_model: nn.Module, tokenizer, finetune: str = "attention", dense_mode: str = "value"):
         super().__init__()
+        self.dense_mode = check_tower_dense_mode(clip_model.visual, dense_mode)
         self.clip_model = clip_model
         self.tokenizer = tokenizer
         freeze(self.clip_model)
@@ -32,7 +34,8 @@ class PixelCLIPBackbone(Backbone):
     @classmethod
     def from_config(cls, cfg, input_shape=None):
         clip_model, tokenizer = build_clip_model(cfg.MODEL.PIXELCLIP.CLIP_MODEL_NAME, cfg.MODEL.PIXELCLIP.CLIP_PRETRAINED)
-        return {"clip_model": clip_model, "tokenizer": tokenizer, "finetune": cfg.MODEL.PIXELCLIP.CLIP_FINETUNE}
+        return {"clip_model": clip_model, "tokenizer": tokenizer, "finetune": cfg.MODEL.PIXELCLIP.CLIP_FINETUNE,
+                "dense_mode": cfg.MODEL.PIXELCLIP.DENSE_MODE}
 
     @property
     def visual(self) -> nn.Module:
@@ -47,7 +50,7 @@ class PixelCLIPBackbone(Backbone):
 
     def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
         """images: B×3×H×W CLIP-normalised -> {"clip_dense": B×C×(H/stride)×(W/stride)}."""
-        return {"clip_dense": dense_features(self.clip_model.visual, images)}
+        return {"clip_dense": dense_features(self.clip_model.visual, images, self.dense_mode)}
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Global CLIP image embedding (open_clip's ``encode_image``), B×3×H×W -> B×C."""

@@ -44,15 +44,30 @@ def sinkhorn(logits: torch.Tensor, num_iters: int = 3) -> torch.Tensor:
     return q.t().float()
 
 
+def _nearest_index(in_size: int, out_size: int, device) -> torch.Tensor:
+    """Source index of each output position of PyTorch's ``nearest`` resizing (its own kernel, on the
+    integers 0..in_size-1, so the rounding is the kernel's)."""
+    ramp = torch.arange(in_size, dtype=torch.float32, device=device).view(1, 1, -1)
+    return F.interpolate(ramp, size=out_size, mode="nearest")[0, 0].long()
+
+
+def _resize_nearest(masks: torch.Tensor, size: int) -> torch.Tensor:
+    """N×H×W masks -> N×size×size bool, as ``F.interpolate(masks[None].float(), (size, size), mode="nearest")``
+    but by picking rows and columns of the bool masks (no float copy of N×H×W)."""
+    rows = _nearest_index(masks.shape[-2], size, masks.device)
+    cols = _nearest_index(masks.shape[-1], size, masks.device)
+    return masks.bool()[:, rows][:, :, cols]
+
+
 def resize_masks(masks: torch.Tensor, size: int, max_masks: int) -> torch.Tensor:
-    """N×H×W bool masks -> M×size×size (nearest), dropping masks with ≤1 pixel left and keeping the
-    ``max_masks`` largest."""
+    """N×H×W bool masks -> M×size×size (nearest), dropping masks with ≤1 pixel left (the release's filter) and,
+    when ``max_masks`` > 0, keeping the ``max_masks`` largest (0 keeps all, in their order, as the release)."""
     if masks.numel() == 0:
         return masks.new_zeros((0, size, size), dtype=torch.bool)
-    small = F.interpolate(masks[None].float(), size=(size, size), mode="nearest")[0] > 0.5
+    small = _resize_nearest(masks, size)
     area = small.flatten(1).sum(1)
     small, area = small[area > 1], area[area > 1]
-    if len(small) > max_masks:
+    if 0 < max_masks < len(small):
         small = small[area.argsort(descending=True)[:max_masks]]
     return small
 
@@ -63,10 +78,36 @@ def pool_mask_features(features: torch.Tensor, masks: torch.Tensor) -> torch.Ten
     return (m @ features.flatten(1).t()) / m.sum(1, keepdim=True).clamp_min(1.0)
 
 
+def _bilinear_matrix(in_size: int, out_size: int, like: torch.Tensor) -> torch.Tensor:
+    """out_size×in_size weights of 1-D bilinear resizing (``align_corners=False``), PyTorch's own:
+    the resized identity (dtype and device of ``like``)."""
+    eye = torch.eye(in_size, dtype=like.dtype, device=like.device)[None, None]  # 1×1×in×in
+    return F.interpolate(eye, size=(out_size, in_size), mode="bilinear", align_corners=False)[0, 0]
+
+
+def pool_upsampled_features(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Average of the bilinearly upsampled C×h×w features inside each of N R×R' masks -> N×C, equal
+    to ``pool_mask_features(F.interpolate(features, (R, R')), masks)`` up to float rounding.
+
+    Upsampling is linear, ``up(f) = Wy f Wxᵀ``, so the sum over a mask m of the upsampled features is
+    the sum of ``f`` weighted by ``Wyᵀ m Wx`` (h×w): the C feature maps are never upsampled (for
+    ViT-B at R = 256: 20×20 instead of 256×256 maps, and a GEMM over 400 instead of 65,536 pixels)."""
+    c, h, w = features.shape
+    n, rh, rw = masks.shape
+    m = masks.to(features.dtype)
+    wy = _bilinear_matrix(h, rh, features)  # R×h
+    wx = _bilinear_matrix(w, rw, features)  # R'×w
+    weights = wy.t() @ (m @ wx)  # N×h×w: each source feature's share of the mask's sum
+    return (weights.view(n, h * w) @ features.reshape(c, h * w).t()) / m.flatten(1).sum(1, keepdim=True).clamp_min(1.0)
+
+
 @torch.no_grad()
 def cluster_targets(teacher_features: torch.Tensor, masks: List[torch.Tensor], prompt_embeddings: torch.Tensor,
                     eps: float = 100.0, num_iters: int = 3) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Assign every mask to a prompt and build per-image, per-cluster target maps.
+
+    Mask features are the averages of the teacher features bilinearly upsampled to the mask
+    resolution R (``pool_upsampled_features``, without the B×C×R×R tensor).
 
     Arguments:
         teacher_features: B×C×h×w dense features of the weak views.
@@ -78,20 +119,19 @@ def cluster_targets(teacher_features: torch.Tensor, masks: List[torch.Tensor], p
         valid B×R×R (bool: pixels covered by at least one mask),
         assignment (ΣN_i) long: the cluster of every mask, images concatenated in order.
     """
-    b = teacher_features.shape[0]
+    b, c = teacher_features.shape[:2]
     k = prompt_embeddings.shape[0]
     r = masks[0].shape[-1] if masks else 1
-    feats = F.interpolate(teacher_features.float(), size=(r, r), mode="bilinear", align_corners=False)
-    mask_feats = [pool_mask_features(feats[i], masks[i]) for i in range(b)]
-    mask_feats = torch.cat(mask_feats) if mask_feats else feats.new_zeros((0, feats.shape[1]))
+    feats = teacher_features.float()
+    mask_feats = [pool_upsampled_features(feats[i], masks[i]) for i in range(b)]
+    mask_feats = torch.cat(mask_feats) if mask_feats else feats.new_zeros((0, c))
     logits = eps * F.normalize(mask_feats, dim=-1) @ F.normalize(prompt_embeddings.float(), dim=-1).t()
     assignment = sinkhorn(logits, num_iters).argmax(dim=1)
-    targets = feats.new_zeros((b, k, r, r))
+    targets = feats.new_zeros((b, k, r * r))
     valid = torch.zeros((b, r, r), dtype=torch.bool, device=feats.device)
     for i, chunk in enumerate(assignment.split([len(m) for m in masks])):
         if len(chunk) == 0:
             continue
-        one_hot = F.one_hot(chunk, k).t().float()  # K×N_i
-        targets[i] = (one_hot @ masks[i].flatten(1).float()).clamp_max(1.0).view(k, r, r)
+        targets[i].index_add_(0, chunk, masks[i].flatten(1).to(targets.dtype))  # masks per cluster and pixel
         valid[i] = masks[i].any(dim=0)
-    return targets, valid, assignment
+    return targets.clamp_max_(1.0).view(b, k, r, r), valid, assignment

@@ -35,6 +35,6 @@ class MomentumEncoder(nn.Module):
                 teacher_params[name].mul_(self.momentum).add_(param.detach(), alpha=1.0 - self.momentum)
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """B×3×H×W -> teacher dense features B×C×h×w."""
-        return dense_features(self.encoder, images)
+    def forward(self, images: torch.Tensor, dense_mode: str = "value") -> torch.Tensor:
+        """B×3×H×W -> teacher dense features B×C×h×w; ``dense_mode``: the student's MODEL.PIXELCLIP.DENSE_MODE."""
+        return dense_features(self.encoder, images, dense_mode)

@@ -11,12 +11,12 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
 from ..clip.dense import dense_features
-from ..clip.text import LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
+from ..clip.text import SINGLE_TEMPLATE, LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
 from .cluster_stats import log_cluster_stats
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
-from .postprocess import resize_logits, upsample_argmax
+from .postprocess import _linear_taps, argmax_labels, few_threads, resize_logits
 from .preprocess import ClipPreprocessor
 
 logger = logging.getLogger(__name__)
@@ -45,16 +45,44 @@ def _init_words(spec: str) -> List[str]:
     return load_vocabulary(spec)
 
 
-def _channels_last(features: torch.Tensor) -> torch.Tensor:
-    """B×C×h×w float32 stored as B×h×w×C."""
-    return features.float().contiguous(memory_format=torch.channels_last)
+def _resized_norm(features: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """L2 norm over C of the bilinear resizing (``align_corners=False``) of B×C×h×w features to
+    ``size`` -> B×1×H×W, without resizing the C channels.
+
+    A resized feature is a weighted sum of its 4 source corners, so its squared norm is the same
+    weights applied to the corners' dot products: 5 dot-product maps of the source grid (each
+    feature with itself and its right, lower and two diagonal neighbours), combined in float64."""
+    _, _, h, w = features.shape
+    ys, p, q = _linear_taps(h, size[0], features.device)
+    xs, u, v = _linear_taps(w, size[1], features.device)
+    p, q, u, v = p.double(), q.double(), u.double(), v.double()
+    f = F.pad(features.float(), (0, 1, 0, 1), mode="replicate").double()  # B×C×(h+1)×(w+1), edge-padded
+    self_dot = (f * f).sum(1)  # B×(h+1)×(w+1)
+    right = (f[..., :-1] * f[..., 1:]).sum(1)  # B×(h+1)×w
+    down = (f[:, :, :-1] * f[:, :, 1:]).sum(1)  # B×h×(w+1)
+    diagonals = (f[:, :, :-1, :-1] * f[:, :, 1:, 1:]).sum(1) + (f[:, :, :-1, 1:] * f[:, :, 1:, :-1]).sum(1)  # B×h×w
+    # along x: |u·a + v·b|² on every source row, and the cross term of rows a and a + 1
+    row = u * u * self_dot[..., xs] + v * v * self_dot[..., xs + 1] + 2 * u * v * right[..., xs]  # B×(h+1)×W
+    cross = u * u * down[..., xs] + v * v * down[..., xs + 1] + u * v * diagonals[..., xs]  # B×h×W
+    # along y: |p·A + q·B|² = p²|A|² + q²|B|² + 2pq A·B
+    norm2 = (p * p)[:, None] * row[:, ys] + (q * q)[:, None] * row[:, ys + 1] + (2 * p * q)[:, None] * cross[:, ys]
+    return norm2.clamp_min(0).sqrt().float()[:, None]
 
 
-def _cosine(features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of B×C×h×w features with K×C unit text embeddings -> B×K×h×w. The norm
-    divides the K scores instead of the C features (fewer values when K < C, same result)."""
-    scores = torch.einsum("bchw,kc->bkhw", features, text)
-    return scores / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+def _resized_cosine(features: torch.Tensor, text: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Cosine similarity of the bilinearly resized B×C×h×w features with K×C unit text embeddings
+    -> B×K×H×W (channels-last memory).
+
+    Resizing is linear, so the dot products are taken on the h×w grid and their K maps resized
+    (instead of the C feature maps: for ViT-B, 512 channels on a 64×64 grid cost more than the
+    whole rest of the path); the norms come from ``_resized_norm``. Same values as resizing the
+    features first (the release's order), up to float rounding."""
+    features = features.float().contiguous(memory_format=torch.channels_last)  # C innermost: one GEMM
+    scores = torch.einsum("bchw,kc->bkhw", features, text.float()).contiguous(memory_format=torch.channels_last)
+    scores = F.interpolate(scores, size=size, mode="bilinear", align_corners=False)
+    with few_threads(features.device):  # about 25 small ops
+        norm = _resized_norm(features, size)
+    return scores / norm.clamp_min(1e-12)
 
 
 @META_ARCH_REGISTRY.register()
@@ -86,12 +114,12 @@ class PixelCLIP(nn.Module):
         prompt_init_words: Sequence[str] = (),
         learn_prompts: bool = True,
         mask_resolution: int = 256,
-        max_masks: int = 512,
+        max_masks: int = 0,
         eps: float = 100.0,
         sinkhorn_iters: int = 3,
         use_momentum: bool = True,
         momentum: float = 0.999,
-        test_templates: Sequence[str] = ("A photo of a {} in the scene.",),
+        test_templates: Sequence[str] = (SINGLE_TEMPLATE,),
         test_feature_resolution: int = 64,
         test_mode: str = "whole",
         slide_overlap: float = 0.333,
@@ -171,6 +199,12 @@ class PixelCLIP(nn.Module):
     def device(self) -> torch.device:
         return self.preprocess.device
 
+    @property
+    def dense_mode(self) -> str:
+        """The backbone's MODEL.PIXELCLIP.DENSE_MODE; the teacher's dense path is the same, so the
+        clustering sees the features the student is trained through."""
+        return getattr(self.backbone, "dense_mode", "value")
+
     def set_vocabulary(self, class_names: Sequence[str]) -> None:
         """Classes that inference scores (e.g. a test dataset's ``stuff_classes``)."""
         if not class_names:
@@ -204,30 +238,47 @@ class PixelCLIP(nn.Module):
         weak = self.preprocess.batch([x["image"] for x in batched_inputs])
         strong = self.preprocess.batch([x.get("image_strong", x["image"]) for x in batched_inputs])
         masks = self._masks_of(batched_inputs)
-        visual = self.backbone.visual
-        with torch.no_grad():
-            if self.teacher is not None:
-                self.teacher.update(visual)  # EMA step at the start of the step, as the release
-                teacher_features = self.teacher(weak)
-            else:
-                teacher_features = dense_features(visual, weak)
+        teacher_features = self.teacher_features(weak)
         student_features = self.backbone(strong)["clip_dense"]  # B×C×h×w
         prompt_embeddings = self.prompts()  # K×C
         targets, valid, assignment = cluster_targets(teacher_features, masks, prompt_embeddings.detach(),
                                                      self.eps, self.sinkhorn_iters)
+        loss = self.mask_loss(student_features, prompt_embeddings, targets, valid)
+        class_embeddings = self.classifier(self.vocabulary) if self.vocabulary else None  # cached; logs only
+        log_cluster_stats(masks, assignment, targets, valid, prompt_embeddings, class_embeddings)
+        return {"loss_masks": loss}
+
+    @torch.no_grad()
+    def teacher_features(self, weak: torch.Tensor) -> torch.Tensor:
+        """Dense features B×C×h×w of the weak views by the EMA teacher, after its EMA step (at the start
+        of the step, as the release), or by the student's tower when there is no teacher."""
+        visual = self.backbone.visual
+        if self.teacher is None:
+            return dense_features(visual, weak, self.dense_mode)
+        self.teacher.update(visual)
+        return self.teacher(weak, self.dense_mode)
+
+    def mask_loss(self, student_features: torch.Tensor, prompt_embeddings: torch.Tensor, targets: torch.Tensor,
+                  valid: torch.Tensor) -> torch.Tensor:
+        """Decoder prediction from the student's cost volume and its BCE against the cluster targets.
+
+        Arguments:
+            student_features: B×C×h×w; prompt_embeddings: K×C; targets: B×K×R×R (0/1);
+            valid: B×R×R (pixels covered by at least one mask).
+        Returns:
+            the mean BCE over the K channels of the valid pixels (a scalar).
+        """
         # cost volume S = cos(P_k, f_ij): B×K×h×w
         cost = torch.einsum("bchw,kc->bkhw", F.normalize(student_features, dim=1), F.normalize(prompt_embeddings, dim=-1))
         logits = self.decoder(cost)
         logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
-        if valid.any():
-            bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")  # B×K×R×R
-            weight = valid[:, None].to(bce.dtype)
-            loss = (bce * weight).sum() / (weight.sum() * bce.shape[1])
-        else:  # no image of this batch has a mask left: a zero loss that keeps every parameter in the graph
-            loss = logits.sum() * 0.0
-        class_embeddings = self.classifier(self.vocabulary) if self.vocabulary else None  # cached; logs only
-        log_cluster_stats(masks, assignment, targets, valid, prompt_embeddings, class_embeddings)
-        return {"loss_masks": loss}
+        if not valid.any():  # no image of this batch has a mask left: a zero loss that keeps every parameter in the graph
+            return logits.sum() * 0.0
+        # targets in the logits' dtype: BCE-with-logits computes in its target's dtype (float32 targets would
+        # round a float64 model's loss and gradients)
+        bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")  # B×K×R×R
+        weight = valid[:, None].to(bce.dtype)
+        return (bce * weight).sum() / (weight.sum() * bce.shape[1])
 
     # ------------------------------------------------------------------ inference
     def _autocast(self):
@@ -248,9 +299,7 @@ class PixelCLIP(nn.Module):
         with self._autocast():
             feats = self.backbone(images)["clip_dense"]
         r = self.test_feature_resolution
-        # Channels-last (C innermost): PyTorch's CPU bilinear kernel is ~15× faster on it for C = 512.
-        feats = F.interpolate(_channels_last(feats), size=(r, r), mode="bilinear", align_corners=False)
-        return _cosine(feats, text)
+        return _resized_cosine(feats, text, (r, r))
 
     def _slide_logits(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Overlapping CLIP_RESOLUTION windows over one normalised 3×H×W image -> K×h'×w' logits on a
@@ -286,12 +335,11 @@ class PixelCLIP(nn.Module):
                                "dataset's stuff_classes, or call model.set_vocabulary([...])")
         text = self.classifier(self.vocabulary).to(self.device)  # K×C, cached per vocabulary
         if self.test_mode == "whole":
-            logits = self._score(self.preprocess.batch([x["image"] for x in batched_inputs]), text)
-            per_image = list(logits)
+            per_image = self._score(self.preprocess.batch([x["image"] for x in batched_inputs]), text)  # B×K×r×r
         else:
             per_image = [self._slide_logits(self.preprocess.normalize(x["image"]), text) for x in batched_inputs]
         sizes = [(x.get("height", x["image"].shape[-2]), x.get("width", x["image"].shape[-1])) for x in batched_inputs]
         if self.test_output == "labels":
-            return [{"sem_seg_labels": upsample_argmax(lg, size)} for lg, size in zip(per_image, sizes)]
+            return [{"sem_seg_labels": lb} for lb in argmax_labels(per_image, sizes)]
         return [{"sem_seg": s} for s in resize_logits(per_image, sizes)]
 

@@ -9,7 +9,8 @@ from torch import nn
 class ClipPreprocessor(nn.Module):
     """uint8 3×H×W images -> CLIP-normalised float tensors, optionally resized to CLIP's input size.
 
-    ``pixel_mean`` / ``pixel_std`` are in 0-255 units; the module's device is the tensors' device.
+    ``pixel_mean`` / ``pixel_std`` are in 0-255 units; the module's device and dtype (float32, or float64 in
+    a ``model.double()`` copy) are the tensors' device and dtype.
     """
 
     def __init__(self, pixel_mean: Sequence[float], pixel_std: Sequence[float], resolution: Tuple[int, int]):
@@ -23,8 +24,8 @@ class ClipPreprocessor(nn.Module):
         return self.pixel_mean.device
 
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
-        """(…×)3×H×W uint8 or float -> float, CLIP-normalised, on this module's device."""
-        return (image.to(self.device).float() - self.pixel_mean) / self.pixel_std
+        """(…×)3×H×W uint8 or float -> float, CLIP-normalised, on this module's device and dtype."""
+        return (image.to(self.device, self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
 
     def batch(self, images: List[torch.Tensor]) -> torch.Tensor:
         """B images of any sizes -> B×3×resolution, CLIP-normalised (bilinear resize).
@@ -32,7 +33,8 @@ class ClipPreprocessor(nn.Module):
         Each image is resized first and normalised after: the same values (the per-channel affine
         normalisation commutes with bilinear weights that sum to 1), on CLIP's smaller grid."""
         resized = torch.cat([
-            F.interpolate(im.to(self.device).float()[None], size=self.resolution, mode="bilinear", align_corners=False)
+            F.interpolate(im.to(self.device, self.pixel_mean.dtype)[None], size=self.resolution, mode="bilinear",
+                          align_corners=False)
             for im in images
         ])
         return self.normalize(resized)

@@ -21,7 +21,8 @@ def read_runs(specs: List[str]) -> List[Tuple[str, Dict[str, Dict[str, float]]]]
         label = label or os.path.basename(os.path.normpath(folder))
         path = os.path.join(folder, "summary.json")
         if not os.path.isfile(path):
-            sys.exit(f"[compare] {path} not found: run tools/train_net.py --eval-only with OUTPUT_DIR {folder} first")
+            sys.exit(f"[compare] {path} not found: run projects/MaskClassification/train_net.py --eval-only "
+                     f"with OUTPUT_DIR {folder} first")
         with open(path, encoding="utf-8") as f:
             runs.append((label, json.load(f)))
     return runs

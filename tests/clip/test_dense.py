@@ -77,3 +77,50 @@ def test_global_path_equals_open_clip_encode_image(name):
     out = backbone(images)["clip_dense"]
     spec = backbone.output_shape()["clip_dense"]
     assert out.shape[1] == spec.channels and out.shape[-1] == 64 // spec.stride
+
+
+# open_clip's timm towers project in three ways (``timm_proj``): "linear" (visual.head.proj, e.g.
+# convnext_base_w_320), "mlp" (visual.head.mlp, convnext_large_d_320), and none: "" makes the trunk's own
+# classifier (a 1x1 conv, the trunk does not pool) the projection, "none" passes the trunk features through.
+@pytest.mark.parametrize("proj", ["linear", "mlp", "", "none"])
+def test_convnext_every_head_kind_is_applied_per_pixel(proj):
+    from open_clip.timm_model import TimmModel
+
+    from pixelclip.clip.dense import embed_dim
+
+    torch.manual_seed(0)
+    visual = TimmModel("convnext_atto", embed_dim=24, image_size=64, pool="", proj=proj).eval()
+    images = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        ours = dense_features(visual, images)
+        trunk = visual.trunk.forward_features(images)
+        # reference: timm's and open_clip's own global head on each 1x1 position (pooling one value is the value)
+        reference = torch.stack([torch.stack([
+            visual.head(visual.trunk.forward_head(trunk[:, :, i:i + 1, j:j + 1]).flatten(1))
+            for j in range(trunk.shape[-1])], dim=-1) for i in range(trunk.shape[-2])], dim=-2)
+        # and open_clip's forward on an input whose grid is one position
+        small = torch.randn(2, 3, 32, 32)
+        global_small = visual(small).flatten(1)
+    width = 320 if proj == "none" else 24  # convnext_atto's last stage has 320 channels
+    assert embed_dim(visual) == width
+    assert ours.shape == (2, width, 2, 3)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dense_features(visual, small)[:, :, 0, 0], global_small, atol=1e-5, rtol=1e-5)
+
+
+def test_vit_dense_follows_both_open_clip_layouts():
+    import copy
+
+    from tests.clip.test_text import _sequence_first_blocks, _SequenceFirstTransformer
+
+    torch.manual_seed(0)
+    model, _ = build_clip_model("PixelCLIP-Tiny-ViT", "")
+    images = torch.randn(2, 3, 64, 48)
+    expected = _reference_vit_dense(model.visual, images)
+    flipped = copy.deepcopy(model.visual)  # open_clip 2.26 to 3.x built with batch_first=False
+    flipped.transformer.batch_first = False
+    flipped.transformer.resblocks = _sequence_first_blocks(model.visual.transformer)
+    legacy = copy.deepcopy(model.visual)  # open_clip < 2.26: no batch_first attribute, sequence-first blocks
+    legacy.transformer = _SequenceFirstTransformer(_sequence_first_blocks(model.visual.transformer))
+    for visual in (model.visual, flipped, legacy):
+        torch.testing.assert_close(dense_features(visual, images), expected, atol=1e-5, rtol=1e-5)

@@ -1,7 +1,10 @@
 """Text encoder, vocabulary classifier (templates, synonyms, cache) and learnable prompts."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from pixelclip.clip.build import build_clip_model
 from pixelclip.clip.text import LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
@@ -27,12 +30,17 @@ def test_vocabulary_synonyms_templates_and_cache():
     emb = clf(["dog, puppy", "sky"])
     assert emb.shape == (2, 32) and torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
 
-    def embed(word):
-        feats = F.normalize(model.encode_text(enc.tokenize([t.format(word) for t in templates])), dim=-1)
-        return F.normalize(feats.mean(0), dim=-1)
+    def embed(word):  # T×C, one unit vector per template
+        return F.normalize(model.encode_text(enc.tokenize([t.format(word) for t in templates])), dim=-1)
 
-    expected_dog = F.normalize((embed("dog") + embed("puppy")) / 2, dim=-1)
+    # the release's order: per template average the synonyms and renormalise, then average the templates
+    per_template = F.normalize(embed("dog") + embed("puppy"), dim=-1)
+    expected_dog = F.normalize(per_template.mean(0), dim=-1)
     assert torch.allclose(emb[0], expected_dog, atol=1e-5)
+    # ... which is not the other order (templates first, then synonyms), by far more than the tolerance
+    other = F.normalize(F.normalize(embed("dog").mean(0), dim=-1) + F.normalize(embed("puppy").mean(0), dim=-1), dim=-1)
+    assert (emb[0] - other).abs().max() > 1e-3
+    assert torch.allclose(emb[1], F.normalize(embed("sky").mean(0), dim=-1), atol=1e-5)
     assert clf(["dog, puppy", "sky"]) is emb  # cached: not recomputed
     assert clf(["sky"]) is not emb and len(clf._cache) == 2
     clf.load_state_dict(clf.state_dict())
@@ -40,9 +48,15 @@ def test_vocabulary_synonyms_templates_and_cache():
 
 
 def test_template_ensembles():
-    assert len(get_templates("single")) == 1
+    # the release's single template has no final period; its imagenet_select is these 8, in this order
+    assert get_templates("single") == ("A photo of a {} in the scene",)
+    assert get_templates("imagenet_select") == (
+        "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.", "a {} in a video game.",
+        "art of the {}.", "a photo of the small {}.", "A photo of a {} in the scene")
     assert len(get_templates("imagenet")) == 80
-    assert all("{}" in t for t in get_templates("imagenet_select"))
+    assert len(get_templates("scene14")) == 14 and all("{}" in t for t in get_templates("scene14"))
+    with pytest.raises(ValueError, match="scene14"):
+        get_templates("imagenet-select")
 
 
 def test_prompts_without_training_equal_plain_text_and_get_gradients():
@@ -79,3 +93,77 @@ def test_prompt_initialisation_from_a_word_list():
         assert any(torch.equal(slot, table[i]) for i in allowed)
     with pytest.raises(ValueError, match="PROMPT_INIT_WORDS"):
         LearnablePrompts(enc, 2, 4, init_words=["  "])
+
+
+def test_truncated_context_equals_full_context_in_float64():
+    # CLIP's text attention is causal: the EOT token's output cannot depend on the padding after it.
+    _, enc = _encoder()
+    enc.double()
+    prompts = LearnablePrompts(enc, num_prompts=5, prompt_length=4, template="A photo of a {} in the scene").double()
+    assert enc.causal
+    lengths = []
+    # the blocks are batch-first in open_clip 3.x: N×L×D
+    hook = enc.transformer.resblocks[0].register_forward_pre_hook(lambda module, args: lengths.append(args[0].shape[1]))
+    results = {}
+    for truncate in (True, False):
+        enc.truncate_context = truncate
+        prompts.prompt_tokens.grad = None
+        out = prompts()
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        texts = enc(enc.tokenize(["a photo of a dog.", "sky", "a photo of the large grass in the scene."]))
+        results[truncate] = (out.detach(), prompts.prompt_tokens.grad.clone(), texts)
+    hook.remove()
+    eot = int(prompts.tokens.argmax())
+    assert lengths == [eot + 1, 12, enc.context_length, enc.context_length]  # "a photo of the large ..." has 12
+    for fast, full in zip(results[True], results[False]):
+        assert torch.allclose(fast, full, rtol=1e-12, atol=1e-14)
+
+
+class _SequenceFirstTransformer(nn.Module):
+    """open_clip < 2.26's Transformer: no ``batch_first`` attribute; blocks and ``forward`` take L×N×D."""
+
+    def __init__(self, resblocks: nn.ModuleList):
+        super().__init__()
+        self.resblocks = resblocks
+
+    def forward(self, x, attn_mask=None):
+        for block in self.resblocks:
+            x = block(x, attn_mask=attn_mask)
+        return x
+
+
+def _sequence_first_blocks(transformer) -> nn.ModuleList:
+    blocks = copy.deepcopy(transformer.resblocks)
+    for block in blocks:
+        block.attn.batch_first = False  # nn.MultiheadAttention's default, as in open_clip < 2.26
+    return blocks
+
+
+def _sequence_first_encode_text(model, tokens):
+    """The text path of open_clip < 2.26, which FC-CLIP's own ``CLIP.encode_text`` copies: permute N×L×D to
+    L×N×D around the transformer, EOT (arg-max id) pooling, then the projection."""
+    x = model.token_embedding(tokens) + model.positional_embedding
+    x = model.transformer(x.permute(1, 0, 2), attn_mask=model.attn_mask).permute(1, 0, 2)
+    x = model.ln_final(x)
+    return x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ model.text_projection
+
+
+def test_text_encoder_follows_both_open_clip_layouts():
+    model, enc = _encoder()
+    tokens = enc.tokenize(["a photo of a dog.", "sky", "a b c d e f"])
+    expected = model.encode_text(tokens)  # open_clip 3.3.0, batch-first
+    # open_clip 2.26 to 3.x built with batch_first=False: forward still takes N×L×D, the blocks L×N×D
+    flipped = copy.deepcopy(model)
+    flipped.transformer.batch_first = False
+    flipped.transformer.resblocks = _sequence_first_blocks(model.transformer)
+    torch.testing.assert_close(flipped.encode_text(tokens), expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(TextEncoder(flipped, enc.tokenizer)(tokens), expected, atol=1e-6, rtol=1e-6)
+    # open_clip < 2.26 (what FC-CLIP's code was written for): no batch_first attribute, L×N×D throughout
+    legacy = copy.deepcopy(model)
+    legacy.transformer = _SequenceFirstTransformer(_sequence_first_blocks(model.transformer))
+    assert not hasattr(legacy.transformer, "batch_first")
+    reference = _sequence_first_encode_text(legacy, tokens)
+    torch.testing.assert_close(reference, expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(TextEncoder(legacy, enc.tokenizer)(tokens), reference, atol=1e-6, rtol=1e-6)
+    with pytest.raises(RuntimeError):  # the layouts really differ: batch-first input breaks the legacy stack
+        legacy.transformer(model.token_embedding(tokens) + model.positional_embedding, attn_mask=model.attn_mask)

@@ -1,5 +1,6 @@
 """The training mapper: masks stay aligned with the image, views differ only in colour,
 corrupt samples are skipped (and D2 draws another), small images work."""
+import json
 import logging
 import random
 
@@ -15,7 +16,9 @@ from pixelclip.data import build_mapper
 from pixelclip.data.mappers import PixelCLIPUnlabeledMapper
 from pixelclip.data.mappers.mask_transforms import transform_rle_masks
 from pixelclip.data.mappers.strong_color import StrongColorAugmentation
-from pixelclip.data.mask_io import encode_masks, write_mask_file
+from pixelclip.data.mask_io import MaskFileError, encode_masks, read_mask_file, write_mask_file
+from pixelclip.data.skips import SkipAwareMapDataset
+from pixelclip.errors import TrainingDataError
 from tests.conftest import make_tiny_cfg
 
 H, W = 96, 128
@@ -174,6 +177,10 @@ def test_max_masks_keeps_the_largest(tmp_path):
     kept = out["instances"].gt_masks.tensor
     assert len(kept) == 3
     np.testing.assert_array_equal(kept.numpy(), masks[[5, 4, 3]])
+    # 0 (the default, as the release) keeps every mask, largest first
+    mapper = PixelCLIPUnlabeledMapper(augmentations=[T.ResizeShortestEdge((96,), 4096, "choice")])
+    kept = mapper(_write_sample(tmp_path, masks=masks))["instances"].gt_masks.tensor
+    np.testing.assert_array_equal(kept.numpy(), masks[::-1])
 
 
 def test_masks_emptied_by_the_crop_are_dropped_and_empty_crops_retried(tmp_path, caplog):
@@ -270,3 +277,36 @@ def test_detectron2_train_loader_yields_batches_from_a_registered_folder(tmp_pat
     assert len(batch) == 2 and sample["image_id"] == "im2"
     assert all(x["image"].shape == x["image_strong"].shape == (3, 96, 96) for x in batch)
     assert all(len(x["instances"].gt_masks) > 0 for x in batch)
+
+
+def test_a_malformed_rle_is_a_bad_mask_file_not_a_silently_missing_mask(tmp_path, caplog):
+    """pycocotools gives these counts an empty box (or decodes them without complaint), so the mask
+    used to vanish from training; the schema check now names the file and the field."""
+    sample = _write_sample(tmp_path, name="rle")
+    record = json.loads(open(sample["mask_file"]).read())
+    record["annotations"][1]["segmentation"]["counts"] = "PPYo1"  # parses, but covers 2073600 pixels of 96×128
+    open(sample["mask_file"], "w").write(json.dumps(record))
+    with pytest.raises(MaskFileError) as err:
+        read_mask_file(sample["mask_file"])
+    assert str(err.value).startswith(f"{sample['mask_file']}: annotations[1].segmentation.counts: malformed COCO "
+                                     "RLE: its runs cover 2073600 pixels, its size 96×128 has 12288 — ")
+    mapper = build_mapper(_cfg(), is_train=True)
+    with caplog.at_level(logging.WARNING):
+        assert mapper(sample) is None
+    assert f"Skipping {sample['mask_file']}: bad mask file, annotations[1].segmentation.counts" in caplog.text
+    assert mapper.skip_counter.totals()["bad mask file"] == 1
+
+
+def test_a_training_set_where_every_sample_is_bad_stops_with_the_counts(tmp_path):
+    good, bad = _corrupt_samples(tmp_path)
+    samples = [sample for sample, _ in bad.values()]
+    mapper = build_mapper(_cfg(), is_train=True)
+    dataset = SkipAwareMapDataset(DatasetFromList(samples, copy=False), mapper)
+    with pytest.raises(TrainingDataError) as err:
+        dataset[0]
+    message = str(err.value)
+    assert message.startswith("no usable training sample: all 4 samples tried (of 4) were skipped: corrupt image 1 "
+                              f"(e.g. {bad['corrupt or unreadable image'][0]['file_name']}), bad mask file 3 (e.g. ")
+    assert "no mask left after cropping 0" in message and "\n" not in message
+    ok = SkipAwareMapDataset(DatasetFromList(samples + [good], copy=False), build_mapper(_cfg(), is_train=True))
+    assert ok[0]["file_name"] == good["file_name"]  # with one good sample, D2's behaviour: another is drawn

@@ -113,8 +113,10 @@ def test_corrupt_counts_are_found_when_decoding(tmp_path):
     record = json.loads(path.read_text())
     record["annotations"][2]["segmentation"]["counts"] += "5"
     path.write_text(json.dumps(record))
+    with pytest.raises(MaskFileError, match=r"annotations\[2\]\.segmentation\.counts: malformed COCO RLE"):
+        read_mask_file(path)  # found by the schema check, before any decoding
     with pytest.raises(MaskFileError, match=r"annotations\[2\]\.segmentation\.counts: invalid COCO RLE"):
-        read_mask_file(path, check_rle=True)
+        decode_masks(record, path=path)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,5 @@
 """Vocabularies: the packaged class-name lists and load_vocabulary's specs and errors."""
 import json
-import logging
 
 import pytest
 
@@ -11,6 +10,7 @@ from pixelclip.data.vocabulary import (
     load_vocabulary,
     packaged_vocabulary,
 )
+from pixelclip.errors import VocabularyError
 
 SIZES = {"ade150": 150, "ade847": 847, "pc59": 59, "pc60": 60, "pc459": 459, "coco_stuff171": 171,
          "voc20": 20, "voc21": 21, "cityscapes19": 19}
@@ -67,7 +67,7 @@ def test_class_files(tmp_path):
 
 def test_dataset_names_and_packaged_names():
     assert load_vocabulary("voc_2012_test_background_sem_seg")[-1] == "background"
-    assert len(load_vocabulary("ade20k_full_sem_seg_freq_val_all")) == 847
+    assert len(load_vocabulary("pixelclip_ade20k_full_sem_seg_freq_val_all")) == 847
     assert load_vocabulary("cityscapes19")[6] == "traffic light"
 
 
@@ -94,11 +94,12 @@ def test_errors(tmp_path):
         load_vocabulary(",cat,")
 
 
-def test_duplicates_warn(caplog):
-    logger = logging.getLogger("pixelclip.data.vocabulary")
-    logger.addHandler(caplog.handler)
-    try:
-        assert load_vocabulary("cat,dog,cat") == ["cat", "dog", "cat"]
-    finally:
-        logger.removeHandler(caplog.handler)
-    assert "repeats class names ['cat']" in caplog.text
+def test_duplicates_are_refused_naming_them_and_their_ids(tmp_path):
+    path = tmp_path / "classes.txt"
+    path.write_text("cat\ndog\ncat\nsky\ndog\n")
+    with pytest.raises(VocabularyError) as err:
+        load_vocabulary(str(path))
+    message = str(err.value)
+    assert "classes.txt" in message and "repeats 2 class name(s)" in message
+    assert "'cat' at ids 0, 2" in message and "'dog' at ids 1, 4" in message
+    assert "list each class once" in message and "\n" not in message

@@ -3,9 +3,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from fixtures.benchmarks import MINIATURE_MAKERS
+from fixtures.benchmarks import MINIATURE_MAKERS, miou_of_predictions
 from tests.tools.run_tool import REPO, run_tool
 
 
@@ -38,9 +39,10 @@ SEED: 0
 
 
 def test_eval_only_on_every_benchmark_family(tmp_path):
+    from detectron2.data import MetadataCatalog
+
     root = tmp_path / "datasets"
-    for make in MINIATURE_MAKERS.values():
-        make(root)
+    minis = {name: make(root) for name, make in MINIATURE_MAKERS.items()}
     names = list(MINIATURE_MAKERS)
     cfg = _tiny_config(tmp_path / "tiny.yaml")
     out = _run(["tools/train_net.py", "--config-file", str(cfg), "--eval-only", "OUTPUT_DIR", str(tmp_path / "out"),
@@ -50,7 +52,12 @@ def test_eval_only_on_every_benchmark_family(tmp_path):
     rows = summary.get("datasets", summary)
     for name in names:
         assert name in rows, name
-        assert 0.0 <= rows[name]["mIoU"] <= 100.0
+        predictions = json.loads((tmp_path / "out" / "inference" / name / "sem_seg_predictions.json").read_text())
+        mapping = MetadataCatalog.get(name).get("stuff_dataset_id_to_contiguous_id", None)
+        labels = {str(f): gt for f, gt in zip(minis[name].image_files, minis[name].labels)}
+        expected = miou_of_predictions(predictions, labels, minis[name].num_classes, minis[name].ignore_label, mapping)
+        assert rows[name]["mIoU"] == pytest.approx(expected, abs=1e-6)
+        assert rows[name]["images"] == 2  # every miniature has 2 images, all evaluated
     table = (tmp_path / "out" / "summary.md").read_text()
     assert all(name in table for name in names) and "mIoU" in table
 

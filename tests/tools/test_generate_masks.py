@@ -14,6 +14,7 @@ import timm
 import torch
 
 from pixelclip.data.mask_io import TEMP_MARKER, read_mask_file
+from pixelclip.errors import PixelCLIPError
 from tests.masks.tiny_models import write_images
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,6 +106,6 @@ def test_clear_errors(tmp_path, args, message):
     spec = importlib.util.spec_from_file_location("generate_masks_tool", TOOL)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    with pytest.raises(SystemExit) as exit_info:
+    with pytest.raises(PixelCLIPError) as error:  # run_tool prints it as one line, exit status 1
         tool.main(["--input", str(tmp_path / "images"), "--output", str(tmp_path / "masks"), *args])
-    assert message in str(exit_info.value.code)  # a one-line message, no traceback
+    assert message in str(error.value) and "\n" not in str(error.value)

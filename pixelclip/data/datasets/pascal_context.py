@@ -7,6 +7,10 @@ Layout under ``$DETECTRON2_DATASETS`` (label folders made by ``datasets/prepare_
     VOCdevkit/VOC2010/annotations_detectron2/pc59_val/*.png    # 8-bit, 0..58, 255 = ignore
     VOCdevkit/VOC2010/annotations_detectron2/pc60_val/*.png    # 8-bit, 0..58 + 59 = background
     VOCdevkit/VOC2010/annotations_detectron2/pc459_val/*.tif   # 16-bit, 0..458, 65535 = ignore
+
+``JPEGImages`` also holds the training images: the validation images are the ids listed in
+``annotations_detectron2/val_ids.txt`` (written by the prepare script), else ``pascalcontext_val.txt``,
+else VOC2010's ``ImageSets/Main/val.txt`` (the 5105 images of Pascal Context's validation split).
 """
 import os
 
@@ -31,6 +35,9 @@ def _register(root: str, name: str, folder: str, vocabulary: str, ignore: int, e
         gt_ext=ext,
         image_ext="jpg",
         prepare_hint=_PREPARE,
+        split_files=(os.path.join(base, "annotations_detectron2", "val_ids.txt"),
+                     os.path.join(base, "pascalcontext_val.txt"),
+                     os.path.join(base, "ImageSets", "Main", "val.txt")),
     )
 
 

@@ -6,6 +6,9 @@ Layout under ``$DETECTRON2_DATASETS`` (label folders made by ``datasets/prepare_
     VOCdevkit/VOC2012/JPEGImages/*.jpg
     VOCdevkit/VOC2012/annotations_detectron2/val/*.png      # 8-bit, 0..19, 255 = ignore
     VOCdevkit/VOC2012/annotations_detectron2_bg/val/*.png   # 8-bit, 0..19 + 20 = background
+
+``JPEGImages`` also holds the training images: the validation images are the ids of
+``ImageSets/Segmentation/val.txt`` (part of the official download).
 """
 import os
 
@@ -27,6 +30,7 @@ def _register(root: str, name: str, folder: str, vocabulary: str) -> None:
         gt_ext="png",
         image_ext="jpg",
         prepare_hint="datasets/prepare_voc.py",
+        split_files=(os.path.join(base, "ImageSets", "Segmentation", "val.txt"),),
     )
 
 

@@ -14,8 +14,8 @@ import os
 import re
 from typing import Any, Dict, List, Tuple
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
+from ...errors import DatasetError
+from ..registry import register_dataset
 from .unlabeled_folder import load_unlabeled_folder
 
 __all__ = ["sa1b_layout", "load_sa1b", "register_sa1b"]
@@ -39,9 +39,10 @@ def load_sa1b(root: str) -> List[Dict[str, Any]]:
     """Dataset dicts of an SA-1B root (no file is opened); ``image_id`` is the number in
     ``sa_<number>.jpg``."""
     if not os.path.isdir(root):
-        raise FileNotFoundError(
-            f"SA-1B root {root!r} does not exist; see datasets/README.md (SA-1B) to download and "
-            "prepare it, or set $DETECTRON2_DATASETS")
+        raise DatasetError(
+            f"SA-1B root {root!r} does not exist",
+            "download and prepare it (datasets/README.md, SA-1B), or set $DETECTRON2_DATASETS to the folder "
+            "holding sa1b/")
     image_root, mask_root = sa1b_layout(root)
     dicts = load_unlabeled_folder(image_root, mask_root)
     for d in dicts:
@@ -52,9 +53,8 @@ def load_sa1b(root: str) -> List[Dict[str, Any]]:
 
 
 def register_sa1b(name: str, root: str) -> None:
-    """Register the SA-1B root ``root`` as the training set ``name`` (lazy)."""
-    DatasetCatalog.register(name, lambda: load_sa1b(root))
-    MetadataCatalog.get(name).set(root=root, evaluator_type="unlabeled")
+    """Register the SA-1B root ``root`` as the training set ``name`` (lazy; also ``pixelclip_<name>``)."""
+    register_dataset(name, lambda: load_sa1b(root), root=root, evaluator_type="unlabeled")
 
 
 def register_all_sa1b(datasets_root: str) -> None:

@@ -17,10 +17,9 @@ passes them to its subprocesses); :func:`register_synthetic_world` registers mor
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-
 from ...synthetic.storage import WorldSpec, ensure_world
 from ...synthetic.world import world_metadata
+from ..registry import register_dataset
 from ._sem_seg import datasets_root, load_sem_seg_pairs
 from .unlabeled_folder import load_unlabeled_folder
 
@@ -70,13 +69,12 @@ def register_synthetic_world(prefix: str = "synthetic", root: Optional[str] = No
     meta = world_metadata()
     for suffix, mask_dir in (("train", "masks"), ("train_random_masks", "random_masks")):
         name = f"{prefix}_{suffix}"
-        DatasetCatalog.register(name, lambda r=root, s=spec, m=mask_dir: _train_dicts(r, s, m))
-        MetadataCatalog.get(name).set(
+        register_dataset(
+            name, lambda r=root, s=spec, m=mask_dir: _train_dicts(r, s, m),
             image_root=os.path.join(root, "train", "images"), mask_root=os.path.join(root, "train", mask_dir),
             evaluator_type="unlabeled", stuff_classes=meta["stuff_classes"])
-    name = f"{prefix}_val_sem_seg"
-    DatasetCatalog.register(name, lambda r=root, s=spec: _val_dicts(r, s))
-    MetadataCatalog.get(name).set(
+    register_dataset(
+        f"{prefix}_val_sem_seg", lambda r=root, s=spec: _val_dicts(r, s),
         image_root=os.path.join(root, "val", "images"), sem_seg_root=os.path.join(root, "val", "labels"),
         evaluator_type="sem_seg", **meta)
 

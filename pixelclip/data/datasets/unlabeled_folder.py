@@ -13,9 +13,11 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 
+from ...errors import DatasetError
 from ..mask_io import TEMP_MARKER
+from ..registry import register_dataset
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -66,17 +68,19 @@ def load_unlabeled_folder(image_root: str, mask_root: Optional[str] = None) -> L
         sorted by path. Images without a mask file are left out (counted in the log).
     """
     if not os.path.isdir(image_root):
-        raise FileNotFoundError(f"Unlabeled dataset: image folder {image_root!r} does not exist")
+        raise DatasetError(f"Unlabeled dataset: image folder {image_root!r} does not exist",
+                           "check the path (or $DETECTRON2_DATASETS), see datasets/README.md")
     images = list_files(image_root, IMAGE_EXTENSIONS)
     if not images:
-        raise FileNotFoundError(f"Unlabeled dataset: no image ({', '.join(IMAGE_EXTENSIONS)}) under {image_root!r}")
+        raise DatasetError(f"Unlabeled dataset: no image ({', '.join(IMAGE_EXTENSIONS)}) under {image_root!r}",
+                           "put the training images there, see datasets/README.md")
     if mask_root is None:
         return [{"file_name": os.path.join(image_root, rel), "image_id": _image_id(rel)} for rel in images]
 
     if not os.path.isdir(mask_root):
-        raise FileNotFoundError(
-            f"Unlabeled dataset: mask folder {mask_root!r} does not exist; generate masks with "
-            f"tools/generate_masks.py --input {image_root} --output {mask_root}")
+        raise DatasetError(
+            f"Unlabeled dataset: mask folder {mask_root!r} does not exist",
+            f"generate masks with tools/generate_masks.py --input {image_root} --output {mask_root}")
     masks = set(list_files(mask_root, (MASK_SUFFIX,)))
     dicts, missing = [], []
     for rel in images:
@@ -94,9 +98,10 @@ def load_unlabeled_folder(image_root: str, mask_root: Optional[str] = None) -> L
             f"Unlabeled dataset {image_root}: {len(missing)} of {len(images)} images have no mask "
             f"file under {mask_root} and are left out (e.g. {', '.join(missing[:3])})")
     if not dicts:
-        raise FileNotFoundError(
+        raise DatasetError(
             f"Unlabeled dataset: none of the {len(images)} images under {image_root!r} has a mask "
-            f"file under {mask_root!r} (expected e.g. {os.path.join(mask_root, _image_id(images[0]) + MASK_SUFFIX)})")
+            f"file under {mask_root!r} (expected e.g. {os.path.join(mask_root, _image_id(images[0]) + MASK_SUFFIX)})",
+            f"generate masks with tools/generate_masks.py --input {image_root} --output {mask_root}")
     logger.info(f"Unlabeled dataset {image_root}: {len(dicts)} images with masks")
     return dicts
 
@@ -106,13 +111,12 @@ def register_unlabeled_folder(
 ) -> None:
     """Register an images folder (+ masks folder) as the training set ``name``.
 
-    Loading is lazy (on ``DatasetCatalog.get(name)``). Metadata: ``image_root``, ``mask_root``,
+    Loading is lazy (on ``DatasetCatalog.get(name)``); also registered as ``pixelclip_<name>``
+    (:func:`pixelclip.data.registry.register_dataset`). Metadata: ``image_root``, ``mask_root``,
     ``evaluator_type="unlabeled"`` and any extra ``metadata``.
     """
-    DatasetCatalog.register(name, lambda: load_unlabeled_folder(image_root, mask_root))
-    MetadataCatalog.get(name).set(
-        image_root=image_root, mask_root=mask_root, evaluator_type="unlabeled", **metadata
-    )
+    register_dataset(name, lambda: load_unlabeled_folder(image_root, mask_root),
+                     image_root=image_root, mask_root=mask_root, evaluator_type="unlabeled", **metadata)
 
 
 def register_all_unlabeled(root: str) -> None:

@@ -7,8 +7,10 @@ flip; masks follow the image through the same transform objects.
 
 Policies:
 - Corrupt sample (unreadable/truncated image, bad mask file): logged with its path and reason,
-  counted, and ``None`` is returned; Detectron2's ``MapDataset`` then maps another random index
-  (``detectron2/data/common.py``), so a long run never stops and no batch shrinks.
+  counted per reason in ``skip_counter`` (``pixelclip/data/skips.py``: shared by the data-loader
+  workers, summed in one line at the end of the run), and ``None`` is returned; the train loader's
+  ``SkipAwareMapDataset`` (D2's ``MapDataset``) then maps another random index, so a long run never
+  stops and no batch shrinks, unless no sample at all can be used (then it stops, with the counts).
 - Empty crop (every mask falls outside it): up to ``crop_retries`` new crops are drawn; if all
   are empty the sample is returned with zero masks and a counted warning; the model skips images
   without masks.
@@ -29,6 +31,7 @@ from detectron2.structures import BitMasks, Instances
 
 from ..mask_io import MaskFileError, read_mask_file
 from ..registry import register_mapper
+from ..skips import SkipCounter
 from .mask_transforms import transform_rle_masks
 from .strong_color import StrongColorAugmentation
 
@@ -43,7 +46,7 @@ class PixelCLIPUnlabeledMapper:
     Returns:
         ``{"image": uint8 3×H×W (weak view, ``image_format``), "image_strong": uint8 3×H×W
         (the strong view; the same tensor as ``image`` without strong augmentation),
-        "instances": Instances(gt_masks=BitMasks N×H×W, largest first, N <= max_masks),
+        "instances": Instances(gt_masks=BitMasks N×H×W, largest first, N <= max_masks if max_masks > 0),
         "height", "width" (of the image file), "file_name", "image_id"}``, or ``None`` for a
         corrupt sample.
     """
@@ -57,7 +60,7 @@ class PixelCLIPUnlabeledMapper:
         image_format: str = "RGB",
         color_aug_ssd: bool = False,
         strong_aug: Optional[StrongColorAugmentation] = None,
-        max_masks: int = 512,
+        max_masks: int = 0,
         masks_from_files: bool = True,
         crop_retries: int = 5,
     ):
@@ -68,7 +71,7 @@ class PixelCLIPUnlabeledMapper:
             image_format: ``detectron2.data.detection_utils.read_image`` format (RGB or BGR).
             color_aug_ssd: SSD photometric distortion on the image (both views).
             strong_aug: builds the student view from the weak one; None: the views are equal.
-            max_masks: keep at most this many masks, largest (after the crop) first.
+            max_masks: keep at most this many masks, largest (after the crop) first; 0 keeps all.
             masks_from_files: False when masks are made online (DINO): no mask file is read.
             crop_retries: new crops drawn when every mask falls outside the crop.
         """
@@ -82,6 +85,7 @@ class PixelCLIPUnlabeledMapper:
         self.crop_retries = max(1, crop_retries)
         self.num_corrupt = 0  # per worker process
         self.num_empty = 0
+        self.skip_counter = SkipCounter()  # the trainer gives one with a row per data-loader worker
         mode = "training" if is_train else "inference"
         logger.info(f"[PixelCLIPUnlabeledMapper] {mode}: {augmentations}, SSD colour: {color_aug_ssd}, "
                     f"strong view: {strong_aug}, masks from files: {masks_from_files}")
@@ -120,21 +124,22 @@ class PixelCLIPUnlabeledMapper:
         try:
             image = utils.read_image(file_name, format=self.image_format)
         except Exception as e:  # truncated / unreadable / not an image: skip, never crash the run
-            return self._skip(file_name, f"corrupt or unreadable image ({type(e).__name__}: {e})")
+            return self._skip(file_name, f"corrupt or unreadable image ({type(e).__name__}: {e})", "corrupt image")
         height, width = image.shape[:2]
         annotations: List[Dict[str, Any]] = []
         if self.masks_from_files:
             try:
                 annotations = read_mask_file(mask_file, image_size=(height, width))["annotations"]
             except MaskFileError as e:
-                return self._skip(mask_file, f"bad mask file, {e.field or 'file'}: {e.problem}")
+                return self._skip(mask_file, f"bad mask file, {e.field or 'file'}: {e.problem}", "bad mask file")
 
         try:
             image, masks = self._transform(image, annotations, mask_file)
         except MaskFileError as e:
-            return self._skip(mask_file, f"bad mask file, {e.field or 'file'}: {e.problem}")
+            return self._skip(mask_file, f"bad mask file, {e.field or 'file'}: {e.problem}", "bad mask file")
         if annotations and len(masks) == 0:
             self.num_empty += 1
+            self.skip_counter.add("no mask left after cropping", file_name)
             logger.warning(f"{file_name}: no mask left in {self.crop_retries} crops; returned with 0 "
                            f"masks (the model skips it) [{self.num_empty} such samples in this worker]")
 
@@ -172,13 +177,15 @@ class PixelCLIPUnlabeledMapper:
             masks = np.zeros((0,) + out.shape[:2], dtype=bool)
         if len(masks):
             areas = masks.reshape(len(masks), -1).sum(axis=1)
-            order = np.argsort(-areas, kind="stable")[: self.max_masks]
+            order = np.argsort(-areas, kind="stable")[: self.max_masks or None]  # 0 keeps all
             masks = masks[order]
         return out, np.ascontiguousarray(masks)
 
-    def _skip(self, path: str, reason: str) -> None:
-        """Log and count a corrupt sample; ``None`` makes D2's MapDataset draw another index."""
+    def _skip(self, path: str, reason: str, kind: str) -> None:
+        """Log and count a corrupt sample (``kind``: one of ``pixelclip.data.skips.SKIP_REASONS``);
+        ``None`` makes D2's MapDataset draw another index."""
         self.num_corrupt += 1
+        self.skip_counter.add(kind, path)
         logger.warning(f"Skipping {path}: {reason} [{self.num_corrupt} corrupt samples skipped in "
                        "this worker; another image is drawn]")
         return None

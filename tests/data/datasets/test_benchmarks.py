@@ -12,12 +12,13 @@ from fixtures.benchmarks import MINIATURE_MAKERS, SIZES, one_hot_logits
 import pixelclip  # noqa: F401  (registers the datasets)
 from pixelclip.data.datasets._sem_seg import datasets_root
 from pixelclip.data.datasets.ade20k import register_ade20k_150
+from pixelclip.errors import DatasetError
 from pixelclip.evaluation import build_sem_seg_evaluator
 
 # conventional name -> (number of classes, ignore label, label file extension)
 EXPECTED = {
     "ade20k_150_test_sem_seg": (150, 255, "png"),
-    "ade20k_full_sem_seg_freq_val_all": (847, 65535, "tif"),
+    "pixelclip_ade20k_full_sem_seg_freq_val_all": (847, 65535, "tif"),  # ZegFormer holds the bare name
     "context_59_test_sem_seg": (59, 255, "png"),
     "context_459_test_sem_seg": (459, 65535, "tif"),
     "context_60_test_sem_seg": (60, 255, "png"),
@@ -61,8 +62,10 @@ def test_registration_is_lazy_and_errors_name_the_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="prepare_ade20k_150.py") as err:
         DatasetCatalog.get(name)
     assert "nowhere" in str(err.value)
-    with pytest.raises(ValueError, match="already registered"):
-        register_ade20k_150(str(tmp_path), name=name)
+    # a second registration of a taken name leaves the first in place (no error; a logged notice)
+    assert register_ade20k_150(str(tmp_path), name=name) == []
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        DatasetCatalog.get(name)
 
 
 def test_label_without_image_is_an_error(tmp_path):
@@ -140,3 +143,41 @@ def test_cityscapes_loader_ignores_the_raw_label_ids(tmp_path):
     dicts = DatasetCatalog.get(mini.register(_unique("city")))
     assert all(d["sem_seg_file_name"].endswith("_gtFine_labelTrainIds.png") for d in dicts)
     assert len(dicts) == len(mini.label_files)
+
+
+def test_images_and_labels_must_pair_both_ways(tmp_path):
+    """An image without its label file would be left out of the mIoU without a word."""
+    mini = MINIATURE_MAKERS["ade20k_150_test_sem_seg"](tmp_path, num_images=3)
+    mini.label_files[1].unlink()  # an image whose label is missing
+    stray = mini.label_files[0].with_name("ADE_val_00000009.png")  # a label whose image is missing
+    stray.write_bytes(mini.label_files[0].read_bytes())
+    name = mini.register(_unique("pairs"))
+    with pytest.raises(DatasetError) as err:
+        DatasetCatalog.get(name)
+    message = str(err.value)
+    image_root = os.path.dirname(mini.image_files[0])
+    assert message.startswith(f"{name}: images and labels do not pair up: 1 of 3 images under {image_root} "
+                              f"have no label file under {os.path.dirname(mini.label_files[0])} "
+                              f"(e.g. {mini.image_files[1]}); 1 of 3 label files are without an image ")
+    assert str(stray) in message and "\n" not in message
+    assert message.endswith("— every image needs its label file: re-run datasets/prepare_ade20k_150.py "
+                            "(datasets/README.md), or remove the stray files")
+
+
+def test_a_shared_image_folder_is_paired_through_the_split_list(tmp_path):
+    """VOC's JPEGImages also holds training images: those are fine, a listed image without label is not."""
+    mini = MINIATURE_MAKERS["voc_2012_test_sem_seg"](tmp_path)
+    base = tmp_path / "VOCdevkit" / "VOC2012"
+    (base / "JPEGImages" / "2008_000099.jpg").write_bytes(mini.image_files[0].read_bytes())  # a training image
+    name = mini.register(_unique("voc_split"))
+    assert len(DatasetCatalog.get(name)) == 2
+    split = base / "ImageSets" / "Segmentation" / "val.txt"
+    split.write_text(split.read_text() + "2008_000099\n")
+    name = mini.register(_unique("voc_split"))
+    with pytest.raises(DatasetError, match=r"1 of 3 images listed in .*val.txt have no label file .*"
+                                           r"2008_000099.jpg"):
+        DatasetCatalog.get(name)
+    split.unlink()
+    name = mini.register(_unique("voc_split"))
+    with pytest.raises(DatasetError, match=r"no list of the split's images \(.*val.txt\) — write one image id"):
+        DatasetCatalog.get(name)

@@ -74,7 +74,7 @@ def test_prepare_script(script, tmp_path):
     for register in registers:
         name = f"test_prep_{uuid.uuid4().hex[:8]}"
         register(str(tmp_path), name=name)
-        dicts = DatasetCatalog.get(name)
+        dicts = DatasetCatalog.get("pixelclip_" + name)  # every registration also has the prefixed name
         labels = {str(tmp_path / rel) for rel in expected}
         assert {d["sem_seg_file_name"] for d in dicts} <= labels and len(dicts) >= 2
         for d in dicts:

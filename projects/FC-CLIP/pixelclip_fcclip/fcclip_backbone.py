@@ -3,7 +3,8 @@
 FC-CLIP (Yu et al., NeurIPS 2023) and other Mask2Former-style open-vocabulary models use one frozen
 CLIP ConvNeXt both as the mask network's feature pyramid and as the out-of-vocabulary classifier.
 This backbone offers the interface FC-CLIP's ``CLIP`` backbone offers, built from our CLIP builder,
-so a PixelCLIP ConvNeXt-B/L is one config line there::
+so a PixelCLIP ConvNeXt-B/L is one config line there (with ``import pixelclip_fcclip`` in FC-CLIP's
+``train_net.py``, this project's folder on ``sys.path``)::
 
     MODEL.BACKBONE.NAME: "PixelCLIPFCCLIPBackbone"
     MODEL.FC_CLIP.CLIP_MODEL_NAME: "convnext_large_d_320"
@@ -22,8 +23,9 @@ from detectron2.config import configurable
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, ShapeSpec
 from torch import nn
 
-from ..clip.build import freeze, is_convnext
-from ..clip.text import TextEncoder, VocabularyClassifier
+from pixelclip.clip.build import freeze, is_convnext
+from pixelclip.clip.dense import convnext_head_per_pixel
+from pixelclip.clip.text import TextEncoder, VocabularyClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ class PixelCLIPFCCLIPBackbone(Backbone):
 
     @classmethod
     def from_config(cls, cfg, input_shape=None):
-        from ..export import build_clip_from_weights
+        from pixelclip.export import build_clip_from_weights
 
         if "FC_CLIP" in cfg.MODEL:
             name, weights = cfg.MODEL.FC_CLIP.CLIP_MODEL_NAME, cfg.MODEL.FC_CLIP.CLIP_PRETRAINED_WEIGHTS
@@ -153,8 +155,7 @@ class PixelCLIPFCCLIPBackbone(Backbone):
         x = trunk.norm_pre(x)
         out["clip_vis_dense"] = x.contiguous()
         # PixelCLIP's dense features: the head's norm and projection on every position, no pooling
-        dense = self.clip_model.visual.head(trunk.head.norm(x).permute(0, 2, 3, 1))
-        out["clip_dense"] = dense.permute(0, 3, 1, 2).contiguous()
+        out["clip_dense"] = convnext_head_per_pixel(self.clip_model.visual, x)
         return out
 
     def mask_pool(self, features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -165,9 +166,9 @@ class PixelCLIPFCCLIPBackbone(Backbone):
         """Mask-pooled trunk features B×Q×C5 -> CLIP embeddings B×Q×dim_latent (the head's norm and
         projection on each pooled vector; ``masks`` is unused for ConvNeXt, as in FC-CLIP)."""
         batch, queries, channels = x.shape
-        y = self.clip_model.visual.trunk.head(x.reshape(batch * queries, channels, 1, 1))
-        y = self.clip_model.visual.head(y)
-        return y.view(batch, queries, y.shape[-1])
+        # one position per query: FC-CLIP's pooled head (trunk.head, then visual.head), for every head kind
+        y = convnext_head_per_pixel(self.clip_model.visual, x.reshape(batch * queries, channels, 1, 1))
+        return y.view(batch, queries, y.shape[1])
 
     def tokenize_text(self, text: List[str]) -> torch.Tensor:
         """Texts -> N×L token ids (CPU), at the model's context length."""

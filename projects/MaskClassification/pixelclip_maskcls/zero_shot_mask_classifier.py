@@ -3,8 +3,9 @@
 The encoder of PixelCLIP drops into open-vocabulary mask-classification models: a mask proposal
 network says *where*, CLIP says *what*. This meta-architecture is that second half on its own.
 Masks come from the inputs (``"masks"``: ground-truth segments or SA-1B-style files, made by
-``pixelclip/data/mask_classification_mapper.py``) or from any Detectron2 model's output
-(``MASK_SOURCE model``). Scoring modes and the ensemble are in ``mask_classifier.py``.
+``mask_classification_dataset_mapper.py``) or from any Detectron2 model's output
+(``MASK_SOURCE model``). Dense scoring is the core's ``pixelclip/modeling/mask_classifier.py``;
+crops, the ensemble and the painting of masks into outputs are in ``inference.py``.
 
 Its state dict holds the CLIP model under ``backbone.clip_model.`` like ``PixelCLIP``, so a
 PixelCLIP checkpoint loads with ``MODEL.WEIGHTS`` (teacher, prompts and decoder are not used), and
@@ -23,19 +24,19 @@ from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
-from ..clip.text import TextEncoder, VocabularyClassifier, get_templates
-from .mask_classifier import (
+from pixelclip.clip.text import TextEncoder, VocabularyClassifier, get_templates
+from pixelclip.modeling.mask_classifier import cosine_logits, dense_mask_embeddings
+from pixelclip.modeling.pixelclip import default_vocabulary
+from pixelclip.modeling.preprocess import ClipPreprocessor
+
+from .inference import (
     CROP_STYLES,
-    cosine_logits,
     crop_masked_regions,
-    dense_mask_embeddings,
     geometric_ensemble,
     masks_from_output,
     panoptic_from_masks,
     semantic_scores,
 )
-from .pixelclip import default_vocabulary
-from .preprocess import ClipPreprocessor
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class ZeroShotMaskClassifier(nn.Module):
                 m.PROPOSAL_MODEL.CONFIG_FILE, m.PROPOSAL_MODEL.WEIGHTS, m.PROPOSAL_MODEL.CONFIG_FUNCS, cfg.MODEL.DEVICE)
         seen = None
         if m.SEEN_CLASSES:
-            from ..data.vocabulary import load_vocabulary
+            from pixelclip.data.vocabulary import load_vocabulary
 
             seen = load_vocabulary(m.SEEN_CLASSES)
         thing_classes = None
@@ -306,7 +307,8 @@ class ZeroShotMaskClassifier(nn.Module):
     # ------------------------------------------------------------------ inference
     def forward(self, batched_inputs: List[Dict]) -> List[Dict]:
         if self.training:
-            raise RuntimeError("ZeroShotMaskClassifier has no training step; run tools/train_net.py with --eval-only")
+            raise RuntimeError("ZeroShotMaskClassifier has no training step; run "
+                               "projects/MaskClassification/train_net.py with --eval-only")
         return self.inference(batched_inputs)
 
     @torch.no_grad()

@@ -1,4 +1,5 @@
-"""The test-time mapper of zero-shot mask classification (pixelclip/data/mask_classification_mapper.py)."""
+"""The test-time mapper of zero-shot mask classification
+(projects/MaskClassification/pixelclip_maskcls/mask_classification_dataset_mapper.py)."""
 import uuid
 
 import numpy as np
@@ -7,14 +8,15 @@ import torch
 from detectron2.data import DatasetCatalog
 
 from pixelclip.data import MAPPER_REGISTRY
-from pixelclip.data.mask_classification_mapper import masks_from_labels, select_masks
 from pixelclip.data.mask_io import encode_masks, write_mask_file
+from pixelclip_maskcls import add_mask_classification_config
+from pixelclip_maskcls.mask_classification_dataset_mapper import masks_from_labels, select_masks
 from tests.conftest import make_tiny_cfg
 from tests.fixtures.benchmarks import make_ade20k_150_miniature, make_ade20k_847_miniature
 
 
 def _mapper(name, **overrides):
-    cfg = make_tiny_cfg(**overrides)
+    cfg = make_tiny_cfg(config_funcs=(add_mask_classification_config,), **overrides)
     cfg.DATASETS.TEST = (name,)
     cfg.INPUT.MIN_SIZE_TEST = 40
     return MAPPER_REGISTRY.get("mask_classification")(cfg, False)
@@ -81,6 +83,6 @@ def test_json_masks_and_errors(tmp_path):
     with pytest.raises(ValueError, match="MASK_SOURCE"):
         _mapper(name, **{"MODEL.MASK_CLASSIFIER.MASK_SOURCE": "sam"})
     with pytest.raises(ValueError, match="test-time mapper"):
-        MAPPER_REGISTRY.get("mask_classification")(make_tiny_cfg(), True)
+        MAPPER_REGISTRY.get("mask_classification")(make_tiny_cfg(config_funcs=(add_mask_classification_config,)), True)
     proposals = _mapper(name, **{"MODEL.MASK_CLASSIFIER.MASK_SOURCE": "model"})(d)
     assert "masks" not in proposals and proposals["image"].shape[0] == 3

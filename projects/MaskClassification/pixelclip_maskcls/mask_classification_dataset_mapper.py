@@ -6,6 +6,9 @@ SA-1B-style mask files (``pixelclip.data.mask_io``, e.g. written by ``tools/gene
 The image is resized like ``SemanticTestMapper``; the masks stay at the image's original
 resolution (``height``×``width``, where predictions are evaluated) and cover the same extent as the
 resized image, so the model maps one onto the other by normalised coordinates.
+
+Registered in PixelCLIP's mapper registry (``pixelclip.data.MAPPER_REGISTRY``) as
+``mask_classification``; ``INPUT.TEST_MAPPER_NAME`` selects it in this project's ``train_net.py``.
 """
 import logging
 import os
@@ -17,9 +20,9 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 
-from .mask_io import decode_masks, read_mask_file
-from .registry import register_mapper
-from .test_mapper import SemanticTestMapper
+from pixelclip.data.mask_io import decode_masks, read_mask_file
+from pixelclip.data.registry import MAPPER_REGISTRY, register_mapper
+from pixelclip.data.test_mapper import SemanticTestMapper
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ GT_MASK_MODES = ("class", "component")
 
 def read_labels(path: str) -> np.ndarray:
     """A single-channel class-id map (8- or 16-bit PNG/TIFF) as int64 H×W, numpy-2-safe."""
-    from ..evaluation import read_label_file
+    from pixelclip.evaluation import read_label_file
 
     return read_label_file(path, dtype=np.int64)
 
@@ -177,3 +180,15 @@ class MaskClassificationMapper(SemanticTestMapper):
 
 
 register_mapper("mask_classification")(MaskClassificationMapper)  # INPUT.TEST_MAPPER_NAME "mask_classification"
+
+
+def build_test_mapper(cfg, dataset_name: str):
+    """The test-time mapper ``INPUT.TEST_MAPPER_NAME`` names, set up for ``dataset_name`` (its
+    metadata: ignore label, number of classes); None when the name is "" (PixelCLIP's own
+    ``SemanticTestMapper`` applies)."""
+    if not cfg.INPUT.TEST_MAPPER_NAME:
+        return None
+    single = cfg.clone()
+    single.defrost()
+    single.DATASETS.TEST = (dataset_name,)  # the mapper reads this dataset's metadata
+    return MAPPER_REGISTRY.get(cfg.INPUT.TEST_MAPPER_NAME)(single, False)

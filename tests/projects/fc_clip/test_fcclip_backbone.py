@@ -1,4 +1,6 @@
-"""PixelCLIPFCCLIPBackbone driven with exactly the calls and shapes FC-CLIP's model makes."""
+"""PixelCLIPFCCLIPBackbone (projects/FC-CLIP/pixelclip_fcclip) driven with exactly the calls and shapes
+FC-CLIP's model makes."""
+import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,7 +8,7 @@ from detectron2.config import CfgNode as CN
 from detectron2.modeling import build_backbone, build_model
 
 from pixelclip.clip.dense import dense_features
-from pixelclip.modeling.fcclip_backbone import VILD_TEMPLATES, PixelCLIPFCCLIPBackbone
+from pixelclip_fcclip.fcclip_backbone import VILD_TEMPLATES, PixelCLIPFCCLIPBackbone
 from tests.conftest import make_tiny_cfg
 
 
@@ -75,6 +77,10 @@ def test_one_hot_mask_pooling_and_visual_prediction(backbone):
         embedded = backbone.visual_prediction_forward(pooled)  # B×Q×dim_latent
     assert embedded.shape == (1, 2, backbone.dim_latent)
     torch.testing.assert_close(embedded[0, 0], features["clip_dense"][0, :, 1, 2], atol=1e-5, rtol=1e-5)
+    visual = backbone.clip_model.visual  # FC-CLIP's own formula: the trunk's pooled head on 1×1, then open_clip's head
+    with torch.no_grad():
+        fcclip = visual.head(visual.trunk.head(pooled.reshape(2, -1, 1, 1))).view(1, 2, -1)
+    torch.testing.assert_close(embedded, fcclip, atol=1e-6, rtol=1e-6)
     # FC-CLIP resizes 1/4-resolution mask predictions to the CLIP feature size inside the pooling
     pooled_hr = backbone.mask_pool(clip_feature, torch.randn(1, 5, 16, 24))
     assert pooled_hr.shape == (1, 5, clip_feature.shape[1])
@@ -84,19 +90,20 @@ def test_text_side(backbone):
     classes = ["grass", "sky", "brick wall"]
     classifier = _fcclip_text_classifier(backbone, classes)
     torch.testing.assert_close(classifier.norm(dim=-1), torch.ones(3))
-    rows = backbone.get_text_classifier(["a photo of a cat.", "grass"], torch.device("cpu"))
-    torch.testing.assert_close(rows.norm(dim=-1), torch.ones(2))
+    texts = ["a photo of a cat.", "grass"]
+    rows = backbone.get_text_classifier(texts, torch.device("cpu"))
+    with torch.no_grad():  # open_clip's own text tower and tokenizer
+        expected = F.normalize(backbone.clip_model.encode_text(open_clip.get_tokenizer(backbone.model_name)(texts)), dim=-1)
+    torch.testing.assert_close(rows, expected, atol=1e-5, rtol=1e-5)
     vocab = backbone.get_vocabulary_classifier(classes)
     torch.testing.assert_close(vocab.norm(dim=-1), torch.ones(3))
     torch.testing.assert_close(vocab, classifier, atol=1e-5, rtol=1e-5)  # same template ensemble as FC-CLIP's
     tokens = backbone.tokenize_text(["a photo of a cat."])
     with torch.no_grad():
         torch.testing.assert_close(backbone.encode_text(tokens), backbone.clip_model.encode_text(tokens))
-    # FC-CLIP's out-of-vocabulary logits: normalised pooled embeddings × clamp(logit_scale.exp(), 100) × text
-    pooled = torch.randn(2, 4, backbone.dim_latent)
-    logit_scale = torch.clamp(backbone.clip_model.logit_scale.exp(), max=100)
-    logits = logit_scale * F.normalize(pooled, dim=-1) @ classifier.T
-    assert logits.shape == (2, 4, 3)
+    # FC-CLIP scales its out-of-vocabulary logits by clamp(clip_model.logit_scale.exp(), 100): the CLIP's own
+    # logit scale must reach it unchanged
+    assert torch.equal(backbone.clip_model.logit_scale, open_clip.create_model("PixelCLIP-Tiny-ConvNeXt").logit_scale)
 
 
 def test_config_line_loads_a_pixelclip_checkpoint(tmp_path):
@@ -123,3 +130,21 @@ def test_bad_configs():
     cfg.MODEL.FC_CLIP.CLIP_MODEL_NAME = "PixelCLIP-Tiny-ViT"
     with pytest.raises(TypeError, match="ConvNeXt"):
         build_backbone(cfg)
+
+
+def test_text_side_on_the_sequence_first_open_clip_fcclip_was_written_for():
+    import copy
+
+    from pixelclip.clip.build import build_clip_model
+    from tests.clip.test_text import _sequence_first_blocks, _sequence_first_encode_text, _SequenceFirstTransformer
+
+    torch.manual_seed(0)
+    model, tokenizer = build_clip_model("PixelCLIP-Tiny-ConvNeXt", "")
+    legacy = copy.deepcopy(model)
+    legacy.transformer = _SequenceFirstTransformer(_sequence_first_blocks(model.transformer))
+    backbone = PixelCLIPFCCLIPBackbone(clip_model=legacy, tokenizer=tokenizer, model_name="PixelCLIP-Tiny-ConvNeXt")
+    tokens = backbone.tokenize_text(["a photo of a cat.", "There is a large grass in the scene."])
+    with torch.no_grad():
+        expected = _sequence_first_encode_text(legacy, tokens)  # FC-CLIP's own CLIP.encode_text
+        torch.testing.assert_close(backbone.encode_text(tokens), expected, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(backbone.encode_text(tokens), model.encode_text(tokens), atol=1e-6, rtol=1e-6)

@@ -1,6 +1,7 @@
 """A stand-in Detectron2 mask model for the zero-shot mask classifier's tests (MASK_SOURCE model).
 
-Imported by its dotted name only (``tests.modeling.mask_proposal_stub``), so it registers once.
+Imported by its dotted name only (``tests.projects.mask_classification.mask_proposal_stub``), so it
+registers once.
 """
 import torch
 from detectron2.config import CfgNode as CN

@@ -1,0 +1,230 @@
+"""The one checkpoint loader and saver: Detectron2's, with refusals instead of silent partial loads.
+
+:class:`PixelCLIPCheckpointer` is D2's ``DetectionCheckpointer`` (``tools/train_net.py --eval-only``,
+the trainer's ``resume_or_load`` and periodic checkpoints, ``tools/demo.py``, the synthetic demo),
+with three changes:
+
+* after ``MODEL.WEIGHTS`` is loaded, the keys that found no place are inspected. If the image
+  encoder (any ``clip_model.visual.*`` tensor) or a trained part (a parameter with
+  ``requires_grad``: the class prompts, the decoder) got no weights, or got tensors of another
+  shape, it stops with one :class:`~pixelclip.errors.CheckpointError` naming the file and what
+  was missing / unexpected (counts and a few names). D2 only logs this, and ``--eval-only`` then
+  scores the untouched initial model. ``MODEL.PIXELCLIP.ALLOW_PARTIAL_WEIGHTS True`` loads such
+  a file anyway (with a warning). Shared modules (the frozen text tower is reachable under
+  several names) count as loaded when any of their names is in the file.
+* a checkpoint of the authors' release (``sem_seg_head.predictor.clip_model.*``) is converted on
+  the fly with :func:`pixelclip.export.convert_release_state_dict` (the conversion
+  ``tools/export_clip.py import-release`` writes to disk), and then checked the same way.
+* ``save`` writes atomically (:func:`pixelclip.utils.io.atomic_write`): a full disk or a killed
+  job leaves the previous checkpoint and ``last_checkpoint`` as they were, never a truncated
+  ``model_000XXXX.pth``.
+"""
+import logging
+import os
+import re
+from collections import defaultdict
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from torch import nn
+
+from .errors import CheckpointError
+from .utils.io import atomic_write
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PixelCLIPCheckpointer", "build_checkpointer", "load_report", "describe_keys"]
+
+_IMAGE_ENCODER = re.compile(r"(^|\.)clip_model\.visual\.")
+_FEW = 3  # names quoted per list in a message
+ALLOW_PARTIAL_KEY = "MODEL.PIXELCLIP.ALLOW_PARTIAL_WEIGHTS"
+
+
+def describe_keys(keys: Sequence[str], noun: str = "keys", few: int = _FEW) -> str:
+    """``"3 keys (a, b, c)"`` or ``"120 keys (a, b, c, ...)"``."""
+    keys = list(keys)
+    more = ", ..." if len(keys) > few else ""
+    return f"{len(keys)} {noun} ({', '.join(keys[:few])}{more})"
+
+
+def _aliases(model: nn.Module) -> Dict[str, List[str]]:
+    """state-dict key -> every key of the same tensor (shared modules appear under several names)."""
+    by_tensor: Dict[int, List[str]] = defaultdict(list)
+    for key, value in model.state_dict(keep_vars=True).items():
+        by_tensor[id(value)].append(key)
+    return {key: names for names in by_tensor.values() for key in names}
+
+
+def _part_of(key: str, model_params: Mapping[str, nn.Parameter]) -> Optional[str]:
+    """Which required part a model key belongs to, or None for an optional one (frozen text tower,
+    EMA teacher, buffers): the image encoder, or a trained part named by its top-level module."""
+    if _IMAGE_ENCODER.search(key):
+        return "image encoder"
+    param = model_params.get(key)
+    if param is not None and param.requires_grad:
+        return key.split(".")[0]
+    return None
+
+
+def load_report(model: nn.Module, loaded_keys: Sequence[str], incompatible) -> Dict[str, object]:
+    """What a load left unfilled, per part.
+
+    Arguments:
+        model: the model loaded into.
+        loaded_keys: keys of the checkpoint's state dict (after D2's prefix handling).
+        incompatible: ``_IncompatibleKeys`` from D2's ``_load_model``.
+    Returns:
+        ``{"missing": {part: [keys]}`` (required parts only, each tensor once), ``"optional_missing"``:
+        [keys], ``"unexpected"``: [keys], ``"shapes"``: [(key, checkpoint shape, model shape)]}``.
+    """
+    aliases = _aliases(model)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    bad_shape = {k for k, _, _ in incompatible.incorrect_shapes}
+    filled = set(loaded_keys) - bad_shape
+    missing: Dict[str, List[str]] = defaultdict(list)
+    optional: List[str] = []
+    seen = set()
+    for key in incompatible.missing_keys:
+        names = aliases.get(key, [key])
+        if any(n in filled for n in names) or names[0] in seen:
+            continue  # loaded under another name, or already counted
+        seen.add(names[0])
+        # a tensor is required if any of its names is (the image tower may be shared with a teacher)
+        part = next((p for p in (_part_of(n, params) for n in names) if p), None)
+        if part is None:
+            optional.append(key)
+        else:
+            missing[part].append(key)
+    # one entry per tensor (shared modules appear under several names), required parts first
+    shapes, seen_shapes = [], set()
+    for k, a, b in incompatible.incorrect_shapes:
+        first = aliases.get(k, [k])[0]
+        if first not in seen_shapes:
+            seen_shapes.add(first)
+            shapes.append((k, tuple(a), tuple(b)))
+    shapes.sort(key=lambda item: _part_of(item[0], params) is None)
+    return {"missing": dict(missing), "optional_missing": optional,
+            "unexpected": list(incompatible.unexpected_keys), "shapes": shapes}
+
+
+def _layout_hint(loaded_keys: Sequence[str]) -> str:
+    """Why the keys may not fit: an open_clip / OpenAI CLIP file (a CLIP_PRETRAINED, not a MODEL.WEIGHTS)."""
+    keys = set(loaded_keys)
+    if any(k.startswith("visual.") for k in keys) and ("token_embedding.weight" in keys or "logit_scale" in keys):
+        return ("; it is a plain CLIP checkpoint (open_clip / OpenAI layout): give it as "
+                "MODEL.PIXELCLIP.CLIP_PRETRAINED, with MODEL.WEIGHTS \"\"")
+    return ""
+
+
+class PixelCLIPCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` that refuses partial loads and writes atomically (module docstring).
+
+    Arguments:
+        model, save_dir, checkpointables: as ``DetectionCheckpointer``.
+        allow_partial: load files that leave required parts without weights (warn only).
+    """
+
+    def __init__(self, model: nn.Module, save_dir: str = "", *, allow_partial: bool = False, save_to_disk=None,
+                 **checkpointables):
+        super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.allow_partial = allow_partial
+        self._path: Optional[str] = None
+
+    # ------------------------------------------------------------------ loading
+    def load(self, path: str, *args, **kwargs):
+        if path and "://" not in path and not os.path.isfile(path):
+            raise CheckpointError(
+                f"checkpoint file not found: {path} (MODEL.WEIGHTS)",
+                "give the path of a PixelCLIP checkpoint, or MODEL.WEIGHTS \"\" to start from the CLIP weights alone")
+        self._path = path
+        try:
+            return super().load(path, *args, **kwargs)
+        finally:
+            self._path = None
+
+    def _load_file(self, filename: str):
+        try:
+            loaded = super()._load_file(filename)
+        except CheckpointError:
+            raise
+        except Exception as e:  # truncated zip, not a torch file, unpickling error
+            raise CheckpointError(
+                f"cannot read checkpoint {filename} ({type(e).__name__}: {' '.join(str(e).split())[:200]})",
+                "the file is truncated or not a PyTorch checkpoint: use another checkpoint "
+                "(e.g. the previous model_*.pth) or write it again") from None
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("model"), Mapping):
+            raise CheckpointError(f"{filename} holds no model state dict", "give a Detectron2 checkpoint (.pth)")
+        return loaded
+
+    def _convert_release(self, checkpoint: dict) -> None:
+        from .export import RELEASE_CLIP_PREFIX, _to_tensors, convert_release_state_dict
+
+        state = checkpoint["model"]
+        if not any(str(k).startswith(RELEASE_CLIP_PREFIX) for k in state):
+            return
+        converted, report = convert_release_state_dict(_to_tensors(state))
+        for key in report.unplaced:  # reported as unexpected by the check below
+            converted[key] = state[key]
+        checkpoint["model"] = converted
+        logger.info("%s is a checkpoint of the authors' release: converted to this project's layout "
+                    "(%d keys placed, %d ignored, %d without a place; tools/export_clip.py import-release "
+                    "writes the same conversion to disk)", self._path, len(report.placed), len(report.ignored),
+                    len(report.unplaced))
+
+    def _load_model(self, checkpoint):
+        self._convert_release(checkpoint)
+        loaded_keys = [k[len("module."):] if k.startswith("module.") else k for k in checkpoint["model"]]
+        incompatible = super()._load_model(checkpoint)
+        report = load_report(self.model, loaded_keys, incompatible)
+        self._check(report, loaded_keys)
+        return incompatible
+
+    def _check(self, report: Dict[str, object], loaded_keys: Sequence[str]) -> None:
+        missing: Dict[str, List[str]] = report["missing"]
+        shapes = report["shapes"]
+        if report["optional_missing"]:
+            logger.warning("%s: %s of frozen or auxiliary parts are not in the file and keep their "
+                           "initial values (from CLIP_PRETRAINED)", self._path,
+                           describe_keys(report["optional_missing"], "tensors"))
+        if not missing and not shapes:
+            return
+        problems = [f"{part}: no weights for {describe_keys(keys, 'tensors')}" for part, keys in missing.items()]
+        if shapes:
+            examples = ", ".join(f"{k} {a} vs {b}" for k, a, b in shapes[:_FEW])
+            problems.append(f"{len(shapes)} tensors have another shape (checkpoint vs model: {examples})")
+        if report["unexpected"]:
+            problems.append(f"{describe_keys(report['unexpected'])} of the file fit nowhere")
+        what = f"{self._path} does not fit this model: " + "; ".join(problems) + _layout_hint(loaded_keys)
+        if self.allow_partial:
+            logger.warning("%s (loaded anyway: %s is True)", what, ALLOW_PARTIAL_KEY)
+            return
+        raise CheckpointError(
+            what, "give a PixelCLIP checkpoint made with this config's MODEL.PIXELCLIP.CLIP_MODEL_NAME (and "
+            f"NUM_PROMPTS, DECODER_CHANNELS), or set {ALLOW_PARTIAL_KEY} True to load it partially on purpose")
+
+    # ------------------------------------------------------------------ saving
+    def save(self, name: str, **kwargs) -> None:
+        """D2's ``Checkpointer.save``, written atomically (temp file in the same folder, fsync, rename)."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info("Saving checkpoint to %s", save_file)
+        atomic_write(save_file, writer=lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        atomic_write(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)
+
+
+def build_checkpointer(cfg, model: nn.Module, save_dir: str = "", **kwargs) -> PixelCLIPCheckpointer:
+    """The checkpointer for ``model`` with ``cfg``'s ``ALLOW_PARTIAL_WEIGHTS``."""
+    pixelclip = getattr(cfg.MODEL, "PIXELCLIP", None)
+    allow = bool(getattr(pixelclip, "ALLOW_PARTIAL_WEIGHTS", False)) if pixelclip is not None else False
+    return PixelCLIPCheckpointer(model, save_dir, allow_partial=allow, **kwargs)
+

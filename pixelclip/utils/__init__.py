@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic file writes (io.py), the command-line tools' error handling (cli.py)."""

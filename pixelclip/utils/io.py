@@ -1,0 +1,85 @@
+"""Atomic file writes: a file under its final name is either the old one or complete.
+
+The data go to a temporary file in the destination's folder (same file system), which is flushed,
+fsync'ed and renamed onto the destination (``os.replace``, atomic on POSIX and Windows); the
+folder is fsync'ed too where the platform allows, so the rename survives a crash. On any error
+(disk full, a failing serializer, Ctrl-C) the temporary file is removed and the destination is
+left as it was.
+"""
+import os
+import uuid
+from typing import BinaryIO, Callable, Optional, Union
+
+__all__ = ["TEMP_MARKER", "atomic_write", "temp_path_for"]
+
+# Temporary files are "<target>.tmp-<pid>-<token>" beside the target; listings skip names holding it
+# (pixelclip/data/mask_io.py uses the same marker).
+TEMP_MARKER = ".tmp-"
+
+PathLike = Union[str, os.PathLike]
+
+
+def temp_path_for(path: PathLike) -> str:
+    """A fresh temporary name beside ``path`` (``<path>.tmp-<pid>-<token>``)."""
+    return f"{os.fspath(path)}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows: folders cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(
+    path: PathLike,
+    data: Optional[Union[bytes, str]] = None,
+    *,
+    writer: Optional[Callable[[BinaryIO], None]] = None,
+    encoding: str = "utf-8",
+    make_dirs: bool = True,
+) -> str:
+    """Write ``path`` atomically.
+
+    Arguments:
+        path: the destination file.
+        data: ``bytes``, or ``str`` (encoded with ``encoding``); or None with ``writer``.
+        writer: a callable that writes to a binary file object, e.g.
+            ``lambda f: torch.save(obj, f)`` or ``lambda f: image.save(f, format="PNG")``.
+        make_dirs: create the destination's folder if needed.
+    Returns:
+        ``path`` as a string.
+    Raises:
+        whatever writing raises (``OSError`` for a full disk, the serializer's error); the
+        destination is then untouched and no temporary file is left.
+    """
+    if (data is None) == (writer is None):
+        raise TypeError("atomic_write: give exactly one of data and writer")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if make_dirs:
+        os.makedirs(folder, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        with open(tmp, "wb") as f:
+            if writer is not None:
+                writer(f)
+            else:
+                f.write(data.encode(encoding) if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(folder)
+    return path

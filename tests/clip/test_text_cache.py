@@ -1,0 +1,82 @@
+"""The disk cache of vocabulary text embeddings (pixelclip/clip/text_cache.py) and encoding progress."""
+import logging
+import os
+
+import pytest
+import torch
+
+from pixelclip.clip.build import build_clip_model
+from pixelclip.clip.text import TextEncoder, VocabularyClassifier, get_templates
+
+CLASSES = [f"class {i}" for i in range(7)] + ["sofa, couch"]
+
+
+def _classifier(cache_dir, seed=0, templates="imagenet_select", batch_size=256):
+    torch.manual_seed(seed)
+    model, tokenizer = build_clip_model("PixelCLIP-Tiny-ViT", "")
+    clf = VocabularyClassifier(TextEncoder(model, tokenizer), get_templates(templates), batch_size=batch_size)
+    clf._cache.cache_dir = str(cache_dir) if cache_dir else None
+    return clf
+
+
+def _count_texts(clf):
+    seen = []
+    forward = clf.text_encoder.forward
+    clf.text_encoder.forward = lambda tokens: seen.append(len(tokens)) or forward(tokens)
+    return seen
+
+
+def test_a_second_run_reads_the_embeddings_instead_of_encoding(tmp_path, caplog):
+    first = _classifier(tmp_path)
+    encoded = _count_texts(first)
+    logger = logging.getLogger("pixelclip.clip")
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO)
+    first.batch_size = 30  # 9 texts × the release's 8 imagenet_select templates = 72 texts in 3 batches
+    try:
+        emb = first(CLASSES)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert sum(encoded) == 9 * 8
+    assert "Encoding 72 texts on cpu in 3 batches" in caplog.text
+    assert "Encoded 30 / 72 texts" in caplog.text and "Encoded 72 / 72 texts" in caplog.text
+    files = os.listdir(tmp_path)
+    assert len(files) == 1 and files[0].endswith(".pt")
+
+    second = _classifier(tmp_path)  # a new model with the same weights, as the next run builds
+    second.text_encoder.forward = lambda tokens: pytest.fail("encoded again")
+    assert torch.equal(second(CLASSES), emb)
+    uncached = _classifier(None)
+    assert torch.equal(uncached(CLASSES), emb)
+
+
+def test_the_key_holds_the_weights_content_and_the_templates(tmp_path):
+    base = _classifier(tmp_path)
+    base(CLASSES)
+    other_weights = _classifier(tmp_path, seed=1)  # same architecture and name, other weights
+    encoded = _count_texts(other_weights)
+    other_weights(CLASSES)
+    assert sum(encoded) == 9 * 8
+    other_templates = _classifier(tmp_path, templates="single")
+    encoded = _count_texts(other_templates)
+    other_templates(CLASSES)
+    assert sum(encoded) == 9
+    fine_tuned = _classifier(tmp_path)
+    with torch.no_grad():
+        fine_tuned.text_encoder.ln_final.bias.add_(0.1)
+    fine_tuned.clear_cache()
+    encoded = _count_texts(fine_tuned)
+    fine_tuned(CLASSES)
+    assert sum(encoded) == 9 * 8
+    assert len(os.listdir(tmp_path)) == 4
+
+
+def test_an_unreadable_cache_file_is_ignored_and_rewritten(tmp_path):
+    first = _classifier(tmp_path)
+    emb = first(CLASSES)
+    (path,) = [tmp_path / f for f in os.listdir(tmp_path)]
+    path.write_bytes(b"truncated")
+    again = _classifier(tmp_path)
+    encoded = _count_texts(again)
+    assert torch.equal(again(CLASSES), emb) and sum(encoded) == 9 * 8
+    assert torch.load(path, weights_only=True)["embeddings"].shape == (8, 32)

@@ -1,0 +1,131 @@
+"""add_pixelclip_config adds only PixelCLIP's keys; the recipe lives in configs/Base-PixelCLIP.yaml, and
+every YAML of the repository still gives the values it gave when the config function set the recipe."""
+from pathlib import Path
+
+import pytest
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+from pixelclip import add_pixelclip_config, get_pixelclip_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+OWN_SECTIONS = ("MODEL.PIXELCLIP.", "MODEL.DINO.")
+# keys Detectron2 0.7 lacks that PixelCLIP's code reads (pixelclip/data, solver.py, trainer.py)
+ADDED_D2_SECTION_KEYS = {
+    "INPUT.DATASET_MAPPER_NAME": "pixelclip_unlabeled",
+    "INPUT.COLOR_AUG_SSD": False, "INPUT.STRONG_AUG": False,
+    "SOLVER.OPTIMIZER": "SGD", "SOLVER.CLIP_MULTIPLIER": 1.0, "SOLVER.PROMPT_MULTIPLIER": 1.0,
+    "TEST.IMS_PER_BATCH": 1,
+}
+
+
+def _flat(node: CN, prefix: str = "") -> dict:
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, CN):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def test_adding_the_config_changes_no_detectron2_key():
+    before = _flat(get_cfg())
+    cfg = get_cfg()
+    add_pixelclip_config(cfg)
+    after = _flat(cfg)
+    assert {k: after[k] for k in before} == before
+    added = {k: v for k, v in after.items() if k not in before}
+    assert {k: v for k, v in added.items() if not k.startswith(OWN_SECTIONS)} == ADDED_D2_SECTION_KEYS
+    assert cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and cfg.SOLVER.BASE_LR == 0.001
+
+
+def test_a_framework_that_set_the_shared_keys_keeps_them():
+    cfg = get_cfg()  # what Mask2Former's / FC-CLIP's config functions set before ours
+    cfg.INPUT.DATASET_MAPPER_NAME = "mask_former_panoptic"
+    cfg.INPUT.COLOR_AUG_SSD = True
+    cfg.SOLVER.OPTIMIZER = "ADAMW"
+    cfg.TEST.IMS_PER_BATCH = 2
+    before = _flat(cfg)
+    add_pixelclip_config(cfg)
+    after = _flat(cfg)
+    assert {k: after[k] for k in before} == before
+
+
+# The values each YAML gave before the recipe moved out of the config function (computed once from the
+# previous code), with one deliberate change: SOLVER.WEIGHT_DECAY_NORM 0.0 (the release reads it unset,
+# Detectron2's default applies; the previous config function set 1e-4).
+RECIPE = {
+    "MODEL.META_ARCHITECTURE": "PixelCLIP", "MODEL.BACKBONE.NAME": "PixelCLIPBackbone", "MODEL.BACKBONE.FREEZE_AT": 0,
+    "MODEL.PIXEL_MEAN": [122.7709383, 116.7460125, 104.09373615], "MODEL.PIXEL_STD": [68.5005327, 66.6321579, 70.32316305],
+    "MODEL.PIXELCLIP.CLIP_MODEL_NAME": "ViT-B-16-quickgelu", "MODEL.PIXELCLIP.CLIP_PRETRAINED": "openai",
+    "MODEL.PIXELCLIP.CLIP_FINETUNE": "attention", "MODEL.PIXELCLIP.CLIP_RESOLUTION": [320, 320],
+    "MODEL.PIXELCLIP.NUM_PROMPTS": 64, "MODEL.PIXELCLIP.PROMPT_LENGTH": 4, "MODEL.PIXELCLIP.EPS": 100.0,
+    "MODEL.PIXELCLIP.MOMENTUM": 0.999, "MODEL.PIXELCLIP.MASK_RESOLUTION": 256,
+    "MODEL.PIXELCLIP.TEST.TEMPLATES": "imagenet_select", "MODEL.DINO.ENABLED": False,
+    "SOLVER.OPTIMIZER": "ADAMW", "SOLVER.BASE_LR": 2e-4, "SOLVER.BASE_LR_END": 1e-4,
+    "SOLVER.LR_SCHEDULER_NAME": "WarmupCosineLR", "SOLVER.WARMUP_ITERS": 0, "SOLVER.WEIGHT_DECAY": 1e-4,
+    "SOLVER.WEIGHT_DECAY_NORM": 0.0, "SOLVER.MAX_ITER": 10000, "SOLVER.IMS_PER_BATCH": 48,
+    "SOLVER.CLIP_MULTIPLIER": 0.01, "SOLVER.PROMPT_MULTIPLIER": 10.0, "SOLVER.CHECKPOINT_PERIOD": 1000,
+    "SOLVER.CLIP_GRADIENTS.ENABLED": True, "SOLVER.CLIP_GRADIENTS.CLIP_TYPE": "full_model",
+    "SOLVER.CLIP_GRADIENTS.CLIP_VALUE": 0.01, "SOLVER.CLIP_GRADIENTS.NORM_TYPE": 2.0,
+    "INPUT.DATASET_MAPPER_NAME": "pixelclip_unlabeled", "INPUT.FORMAT": "RGB",
+    "INPUT.MIN_SIZE_TRAIN": [1024], "INPUT.MIN_SIZE_TRAIN_SAMPLING": "choice", "INPUT.MAX_SIZE_TRAIN": 4096,
+    "INPUT.CROP.ENABLED": True, "INPUT.CROP.TYPE": "absolute", "INPUT.CROP.SIZE": [640, 640],
+    "INPUT.COLOR_AUG_SSD": True, "INPUT.STRONG_AUG": True, "INPUT.MIN_SIZE_TEST": 640, "INPUT.MAX_SIZE_TEST": 2560,
+    "TEST.IMS_PER_BATCH": 8, "TEST.EVAL_PERIOD": 0, "DATALOADER.NUM_WORKERS": 4,
+    "DATALOADER.FILTER_EMPTY_ANNOTATIONS": False,
+    "DATASETS.TRAIN": ["sa1b_train"], "DATASETS.TEST": ["ade20k_150_test_sem_seg"],
+}
+PAPER_TEST = {"DATASETS.TEST": ["coco_2017_test_stuff_all_sem_seg", "ade20k_150_test_sem_seg",
+                                "context_59_test_sem_seg", "cityscapes_19_val_sem_seg", "voc_2012_test_sem_seg"]}
+CONVNEXT = {"MODEL.PIXELCLIP.CLIP_FINETUNE": "full", "MODEL.PIXELCLIP.CLIP_RESOLUTION": [640, 640],
+            "MODEL.PIXELCLIP.EPS": 1.0}
+SYNTHETIC = {
+    "MODEL.PIXELCLIP.CLIP_MODEL_NAME": "PixelCLIP-Synthetic-ViT",
+    "MODEL.PIXELCLIP.CLIP_PRETRAINED": "pixelclip/synthetic/weights/synthetic_clip_vit_seed0.pt",
+    "MODEL.PIXELCLIP.CLIP_RESOLUTION": [96, 96], "MODEL.PIXELCLIP.NUM_PROMPTS": 32, "MODEL.PIXELCLIP.MOMENTUM": 0.99,
+    "MODEL.PIXELCLIP.MASK_RESOLUTION": 48, "MODEL.PIXELCLIP.TEST.TEMPLATES": "single", "SOLVER.MAX_ITER": 150,
+    "SOLVER.IMS_PER_BATCH": 8, "SOLVER.CLIP_MULTIPLIER": 0.1, "SOLVER.CHECKPOINT_PERIOD": 100000,
+    "INPUT.MIN_SIZE_TRAIN": [96, 112, 128], "INPUT.MAX_SIZE_TRAIN": 1000, "INPUT.CROP.SIZE": [96, 96],
+    "INPUT.MIN_SIZE_TEST": 96, "INPUT.MAX_SIZE_TEST": 1000, "TEST.IMS_PER_BATCH": 32, "DATALOADER.NUM_WORKERS": 0,
+    "DATASETS.TRAIN": ["synthetic_train"], "DATASETS.TEST": ["synthetic_val_sem_seg"],
+}
+EXPECTED = {
+    "configs/Base-PixelCLIP.yaml": {},
+    "configs/pixelclip_vitb.yaml": PAPER_TEST,
+    "configs/pixelclip_vitb_dino.yaml": {**PAPER_TEST, "MODEL.DINO.ENABLED": True},
+    "configs/pixelclip_vitl.yaml": {**PAPER_TEST, "MODEL.PIXELCLIP.CLIP_MODEL_NAME": "ViT-L-14-quickgelu",
+                                    "MODEL.PIXELCLIP.CLIP_RESOLUTION": [336, 336]},
+    "configs/pixelclip_convnext_b.yaml": {**PAPER_TEST, **CONVNEXT, "MODEL.PIXELCLIP.CLIP_MODEL_NAME": "convnext_base_w_320",
+                                         "MODEL.PIXELCLIP.CLIP_PRETRAINED": "laion_aesthetic_s13b_b82k"},
+    "configs/pixelclip_convnext_l.yaml": {**PAPER_TEST, **CONVNEXT, "MODEL.PIXELCLIP.CLIP_MODEL_NAME": "convnext_large_d_320",
+                                         "MODEL.PIXELCLIP.CLIP_PRETRAINED": "laion2b_s29b_b131k_ft_soup"},
+    "configs/synthetic/Base-Synthetic.yaml": SYNTHETIC,
+    "configs/synthetic/clip_baseline.yaml": SYNTHETIC,
+    "configs/synthetic/pixelclip.yaml": SYNTHETIC,
+    "configs/synthetic/random_masks.yaml": {**SYNTHETIC, "DATASETS.TRAIN": ["synthetic_train_random_masks"]},
+    "configs/synthetic/no_ema.yaml": {**SYNTHETIC, "MODEL.PIXELCLIP.USE_MOMENTUM": False},
+    "configs/synthetic/frozen_prompts.yaml": {**SYNTHETIC, "MODEL.PIXELCLIP.LEARN_PROMPTS": False},
+    "configs/synthetic/k8.yaml": {**SYNTHETIC, "MODEL.PIXELCLIP.NUM_PROMPTS": 8},
+    "configs/synthetic/k16.yaml": {**SYNTHETIC, "MODEL.PIXELCLIP.NUM_PROMPTS": 16},
+    "configs/synthetic/k64.yaml": {**SYNTHETIC, "MODEL.PIXELCLIP.NUM_PROMPTS": 64},
+}
+
+
+def test_every_yaml_of_the_repository_is_listed():
+    """The projects' YAMLs need their own config functions: tests/projects/*/test_config.py."""
+    found = {str(p.relative_to(ROOT)) for p in ROOT.glob("configs/**/*.yaml")}
+    assert found == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_yaml_gives_the_recipe_values(name):
+    cfg = get_cfg()
+    add_pixelclip_config(cfg)
+    cfg.merge_from_file(str(ROOT / name))  # what tools/train_net.py does with --config-file
+    values = _flat(cfg)
+    expected = {**RECIPE, **EXPECTED[name]}
+    assert {k: values[k] for k in expected} == expected
+    # the tools' entry point (recipe first, then the file) gives the same config
+    assert _flat(get_pixelclip_cfg(str(ROOT / name))) == values

@@ -1,0 +1,61 @@
+"""tools/benchmark.py's baselines and score regimes compute what their tables say (not timed)."""
+import importlib.util
+
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import make_tiny_cfg
+from tests.tools.run_tool import REPO
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark_tool", REPO / "tools" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_release_style_path_gives_the_models_logits():
+    # The release's order (features resized to the score grid, normalised, scored, then D2's
+    # sem_seg_postprocess to the image size) against the model's own logits output.
+    bench = _benchmark()
+    model = bench.BenchmarkPixelCLIP(make_tiny_cfg()).eval()
+    model.set_vocabulary(["sky", "grass", "dog", "road"])
+    g = torch.Generator().manual_seed(0)
+    inputs = [{"image": torch.randint(0, 255, (3, 64, 85), dtype=torch.uint8, generator=g), "height": 48, "width": 64}
+              for _ in range(2)]
+    for regime in ("random", "near-tie", "separated"):
+        model.regime = regime
+        with torch.no_grad():
+            ours = [o["sem_seg"] for o in model(inputs)]
+            model.release_style = True
+            release = [o["sem_seg"] for o in model(inputs[:1]) + model(inputs[1:])]
+            model.release_style = False
+        for a, b in zip(ours, release):
+            assert a.shape == b.shape == (4, 48, 64)
+            assert torch.allclose(a, b, atol=1e-6, rtol=0), regime
+
+
+def test_score_regimes():
+    bench = _benchmark()
+    g = torch.Generator().manual_seed(0)
+    scores = 0.2 + 0.05 * torch.randn(2, 150, 8, 8, generator=g)
+    near = bench.regime_scores(scores, "near-tie")
+    assert float((near.amax(1) - near.amin(1)).max()) <= 0.9e-3 * (1 + 1e-5)
+    assert torch.equal(near.argmax(1), scores.argmax(1))
+    separated = bench.regime_scores(scores, "separated").topk(2, dim=1).values
+    assert float((separated[:, 0] - separated[:, 1]).min()) >= 1.0
+    assert torch.equal(bench.regime_scores(scores, "random"), scores)
+    noise = bench.regime_scores(scores, "noise")
+    assert 0.2 <= float(noise.min()) and float(noise.max()) <= 0.201
+
+
+def test_sam_like_masks_are_overlapping_masks_of_many_sizes():
+    bench = _benchmark()
+    masks = bench.sam_like_masks(160, 64, torch.Generator().manual_seed(0))
+    assert masks.shape == (64, 160, 160) and masks.dtype == torch.bool
+    area = masks.flatten(1).sum(1).float() / 160**2
+    assert float(area.max()) > 0.05 and float(area.min()) < 0.002  # from large regions to tiny parts
+    assert int(masks.sum(0).max()) > 1  # nested / overlapping
+    small = F.interpolate(masks[None].float(), size=(32, 32), mode="nearest")[0]
+    assert (small.flatten(1).sum(1) <= 1).any()  # some vanish at a low mask resolution

@@ -1,0 +1,53 @@
+"""pixelclip.utils.io.atomic_write: the destination is the old file or the complete new one."""
+import errno
+import json
+import os
+
+import pytest
+import torch
+
+from pixelclip.evaluation import write_summary
+from pixelclip.utils.io import TEMP_MARKER, atomic_write
+
+
+def test_bytes_text_and_writer(tmp_path):
+    atomic_write(tmp_path / "a" / "b.bin", b"\x00\x01")  # creates the folder
+    atomic_write(tmp_path / "t.txt", "é\n")
+    atomic_write(tmp_path / "x.pt", writer=lambda f: torch.save({"w": torch.arange(3)}, f))
+    assert (tmp_path / "a" / "b.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "é\n"
+    assert torch.equal(torch.load(tmp_path / "x.pt", weights_only=True)["w"], torch.arange(3))
+    with pytest.raises(TypeError):
+        atomic_write(tmp_path / "y", b"x", writer=lambda f: None)
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "metrics.json"
+    atomic_write(path, '{"old": 1}')
+
+    def half_then_fail(f):
+        f.write(b'{"new": ')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(path, writer=half_then_fail)
+    assert path.read_text() == '{"old": 1}'
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_summary_write_interrupted_by_a_full_disk(tmp_path, monkeypatch):
+    """write_summary (the evaluation's summary.json / summary.md) through the shared helper."""
+    write_summary({"voc_2012_test_sem_seg": {"mIoU": 90.0, "num_images": 1449}}, str(tmp_path))
+    old = {p: (tmp_path / p).read_text() for p in ("summary.json", "summary.md")}
+    real_fsync = os.fsync
+
+    def full_disk(fd):  # the bytes were written, the flush to disk fails
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_summary({"ade20k_150_test_sem_seg": {"mIoU": 20.0, "num_images": 2000}}, str(tmp_path))
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert {p: (tmp_path / p).read_text() for p in ("summary.json", "summary.md")} == old
+    assert json.loads(old["summary.json"])["voc_2012_test_sem_seg"]["images"] == 1449
+    assert not [p for p in os.listdir(tmp_path) if TEMP_MARKER in p]
