@@ -14,7 +14,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 __all__ = ["build_results", "draw_curves", "format_results_md", "read_metrics", "training_summary"]
 
 CURVE_KEYS = (
-    ("loss_masks", "training loss (BCE) — dashed: image-blind loss"),
+    ("loss_masks", "training loss (BCE); dotted: image-blind loss"),
+    ("loss_minus_blind", "training loss − image-blind loss (< 0: the decoder reads the image)"),
     ("pixelclip/clusters_used", "clusters used per batch"),
     ("pixelclip/largest_cluster_share", "largest cluster's share of the masks"),
     ("pixelclip/prompt_cosine", "mean prompt-to-prompt cosine"),
@@ -226,12 +227,14 @@ def draw_curves(path: str, run_dirs: Mapping[str, str], labels: Mapping[str, str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    fig, axes = plt.subplots(2, 4, figsize=(17, 7))
     cmap = plt.get_cmap("tab10")
     methods = sorted({name.rsplit("_seed", 1)[0] for name in run_dirs})
     for name, run_dir in sorted(run_dirs.items()):
         method, seed = name.rsplit("_seed", 1)
         metrics = read_metrics(run_dir)
+        blind_at = dict(metrics.get("pixelclip/blind_loss", []))
+        metrics["loss_minus_blind"] = [(i, v - blind_at[i]) for i, v in metrics.get("loss_masks", []) if i in blind_at]
         color = cmap(methods.index(method) % 10)
         style = ["-", "--", ":", "-."][int(seed) % 4] if not name.endswith("_seed0") else "-"
         for ax, (key, title) in zip(axes.flat, CURVE_KEYS):
@@ -243,9 +246,13 @@ def draw_curves(path: str, run_dirs: Mapping[str, str], labels: Mapping[str, str
                 blind = metrics.get("pixelclip/blind_loss", [])
                 if blind:
                     ax.plot([p[0] for p in blind], [p[1] for p in blind], ":", color=color, linewidth=2, alpha=0.7)
+            if key == "loss_minus_blind":
+                ax.axhline(0.0, color="black", linewidth=0.8)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("iteration", fontsize=8)
             ax.grid(alpha=0.3)
+    for ax in axes.flat[len(CURVE_KEYS):]:
+        ax.axis("off")
     if axes.flat[0].get_legend_handles_labels()[0]:
         axes.flat[0].legend(fontsize=6)
     fig.suptitle("PixelCLIP fine-tuning on the synthetic world", fontsize=10)
