@@ -1,30 +1,35 @@
 #!/usr/bin/env python
-"""The synthetic-world demo (issue 6): PixelCLIP's central claim, end to end, on a few CPU cores.
+"""The synthetic-world demo: PixelCLIP's central claim, end to end, on a few CPU cores.
 
     python tools/run_synthetic_demo.py --output output/demo            # what `make demo` runs
     python tools/run_synthetic_demo.py --output output/demo --ablations
 
 Stages (each is skipped when its result is already there, so a second run only re-draws):
  1. the world: unlabeled training images + SAM-like masks (+ the random-mask control), and a
-    labelled validation set (pixelclip/data/datasets/synthetic.py);
+    labelled validation set with its region maps and SAM-like masks (pixelclip/data/datasets/synthetic.py);
  2. the tiny CLIP: loaded from ``--clip-weights`` or pre-trained on image/caption pairs only
     (tools/pretrain_synthetic_clip.py);
- 3. CLIP baseline: ``tools/train_net.py --eval-only`` with configs/synthetic/clip_baseline.yaml;
+ 3. CLIP baseline: ``tools/train_net.py --eval-only`` with configs/synthetic/clip_baseline.yaml, and
+    the headroom diagnostic of the pre-trained CLIP before any fine-tuning
+    (pixelclip/synthetic/headroom.py: dense mIoU, features pooled in the true regions, in the SAM-like masks);
  4. fine-tuning, one run per method and seed (configs/synthetic/<method>.yaml through
     ``tools/train_net.py``: registered datasets, mapper, meta-architecture, SemSegEvaluator), run
-    ``--jobs`` at a time;
- 5. the report: ``results.json``, ``results.md`` (the table, also printed), ``overlays.png``
-    (image | ground truth | CLIP | PixelCLIP on the same validation images) and
-    ``training_curves.png`` (loss vs iteration from D2's metrics.json).
+    ``--jobs`` at a time; each run logs the cluster statistics (pixelclip/modeling/cluster_stats.py);
+ 5. the report: ``results.json``, ``results.md`` (written from results.json by
+    pixelclip.synthetic.report.format_results_md, also printed), ``overlays.png`` (image | ground
+    truth | CLIP | PixelCLIP | random masks on the same validation images) and ``training_curves.png``
+    (loss beside the image-blind loss, clusters used, largest cluster, prompt cosine, text alignment).
 """
 import argparse
 import json
 import logging
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,22 +39,43 @@ logger = logging.getLogger("synthetic_demo")
 
 CONFIG_DIR = os.path.join(REPO, "configs", "synthetic")
 SHIPPED_WEIGHTS = os.path.join(REPO, "pixelclip", "synthetic", "weights", "synthetic_clip_vit_seed0.pt")
-MAIN_METHODS = ("pixelclip", "random_masks")
-ABLATIONS = ("no_ema", "frozen_prompts", "k8", "k16", "k64")
-METHOD_LABELS = {
-    "clip": "CLIP (image-level captions only)",
-    "pixelclip": "PixelCLIP (SAM-like masks)",
-    "random_masks": "PixelCLIP, random masks (control)",
-    "no_ema": "PixelCLIP, no EMA teacher",
-    "frozen_prompts": "PixelCLIP, frozen prompts",
-    "k8": "PixelCLIP, K = 8",
-    "k16": "PixelCLIP, K = 16",
-    "k64": "PixelCLIP, K = 64",
-}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the table: a config of configs/synthetic/ (+ overrides), fine-tuned per seed or
+    evaluated once from the pre-trained CLIP (``eval_only``: training-free variants)."""
+
+    name: str
+    label: str
+    config: str
+    opts: Tuple[str, ...] = ()
+    eval_only: bool = False
+
+
+MAIN = (
+    Variant("pixelclip", "PixelCLIP (SAM-like masks)", "pixelclip.yaml"),
+    Variant("random_masks", "PixelCLIP, random masks (control)", "random_masks.yaml"),
+)
+# --ablations: fine-tuned with --ablation-seeds ...
+ABLATIONS = (
+    Variant("no_ema", "PixelCLIP, no EMA teacher", "no_ema.yaml"),
+    Variant("frozen_prompts", "PixelCLIP, frozen prompts", "frozen_prompts.yaml"),
+    Variant("k16", "PixelCLIP, K = 16", "k16.yaml"),
+    Variant("k32", "PixelCLIP, K = 32", "k32.yaml"),
+    Variant("k64", "PixelCLIP, K = 64", "k64.yaml"),
+)
+# ... and evaluated once, without fine-tuning (e.g. training-free dense variants of the pre-trained CLIP:
+# Variant("dense_sclip", "CLIP, SCLIP dense path", "clip_baseline.yaml", ("MODEL.PIXELCLIP.DENSE_MODE", "sclip"),
+# eval_only=True)). Add such rows here; they run with --ablations.
+EVAL_ONLY_ABLATIONS: Tuple[Variant, ...] = ()
+VARIANTS = {v.name: v for v in MAIN + ABLATIONS + EVAL_ONLY_ABLATIONS}
+CLIP_LABEL = "CLIP (image-level captions only)"
 # --quick: a few iterations of every stage (the CI test); the same code paths as the full demo.
 QUICK_PRETRAIN = dict(steps=3, batch_size=16, pool_size=48, eval_size=16)
 QUICK_TRAIN_OPTS = ["SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "TEST.IMS_PER_BATCH", "4"]
 QUICK_WORLD = (16, 6)
+QUICK_HEADROOM_IMAGES = 6
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,6 +174,12 @@ class Job:
         return miou
 
 
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished (waited-for) children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_jobs(jobs: Sequence[Job], parallel: int, env: Dict[str, str]) -> None:
     """Run the jobs that are not done, ``parallel`` at a time, logging progress and an ETA."""
     todo = [j for j in jobs if not j.done()]
@@ -177,52 +209,6 @@ def run_jobs(jobs: Sequence[Job], parallel: int, env: Dict[str, str]) -> None:
 # ----------------------------------------------------------------------------------------------
 # report
 # ----------------------------------------------------------------------------------------------
-def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-    return mean, std
-
-
-def build_results(clip_miou: float, runs: Dict[str, Dict[int, float]], meta: dict) -> dict:
-    results = {"clip": {"label": METHOD_LABELS["clip"], "mIoU": {"pretrain_seed0": round(clip_miou, 2)},
-                        "mean": round(clip_miou, 2)}}
-    for method, per_seed in runs.items():
-        values = [per_seed[s] for s in sorted(per_seed)]
-        mean, std = _mean_std(values)
-        results[method] = {
-            "label": METHOD_LABELS.get(method, method),
-            "mIoU": {f"seed{s}": round(per_seed[s], 2) for s in sorted(per_seed)},
-            "mean": round(mean, 2), "std": round(std, 2), "gain_over_clip": round(mean - clip_miou, 2),
-        }
-    checks = {}
-    if "pixelclip" in results:
-        gain = results["pixelclip"]["gain_over_clip"]
-        checks["pixelclip_gain"] = gain
-        checks["pixelclip_beats_clip_by_5"] = gain >= 5.0
-        if "random_masks" in results:
-            rgain = results["random_masks"]["gain_over_clip"]
-            checks["random_masks_gain"] = rgain
-            checks["random_masks_gain_below_half"] = rgain < 0.5 * gain
-    results["checks"] = checks
-    results["meta"] = meta
-    return results
-
-
-def format_table(results: dict, seeds: Sequence[int]) -> str:
-    head = "| Method | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | Δ vs CLIP |"
-    rule = "|---|" + "---:|" * (len(seeds) + 2)
-    rows = [head, rule]
-    clip = results["clip"]["mean"]
-    rows.append(f"| {results['clip']['label']} | " + " | ".join("–" for _ in seeds) + f" | {clip:.2f} | – |")
-    for method, r in results.items():
-        if method in ("clip", "checks", "meta"):
-            continue
-        cells = [f"{r['mIoU'][f'seed{s}']:.2f}" if f"seed{s}" in r["mIoU"] else "–" for s in seeds]
-        rows.append(f"| {r['label']} | " + " | ".join(cells) + f" | {r['mean']:.2f} | {r['gain_over_clip']:+.2f} |")
-    return "\n".join(rows) + "\n"
-
-
 def _load_model(config: str, opts: List[str], weights: str):
     from detectron2.checkpoint import DetectionCheckpointer
     from pixelclip import get_pixelclip_cfg
@@ -296,45 +282,46 @@ def draw_overlays(path: str, dataset: str, panels: List[Tuple[str, str, List[str
     os.replace(tmp, path)
 
 
-def draw_curves(path: str, run_dirs: Dict[str, str]) -> None:
-    """Training loss vs iteration of every fine-tuning run (D2's metrics.json)."""
-    import matplotlib
+def measure_headroom(path: str, config: str, opts: List[str], root: str, dataset: str, num_images: int) -> dict:
+    """The headroom diagnostic of the pre-trained CLIP (stage 3), cached in ``path`` per config."""
+    from detectron2.data import MetadataCatalog
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pixelclip.synthetic.headroom import measure_world_headroom
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    cmap = plt.get_cmap("tab10")
-    methods = sorted({name.rsplit("_seed", 1)[0] for name in run_dirs})
-    for name, run_dir in sorted(run_dirs.items()):
-        method, seed = name.rsplit("_seed", 1)
-        xs, ys = [], []
-        try:
-            with open(os.path.join(run_dir, "metrics.json")) as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    loss = rec.get("loss_masks", rec.get("total_loss"))
-                    if "iteration" in rec and loss is not None:
-                        xs.append(rec["iteration"] + 1)
-                        ys.append(loss)
-        except OSError:
-            continue
-        style = ["-", "--", ":", "-."][int(seed) % 4]
-        ax.plot(xs, ys, style, color=cmap(methods.index(method) % 10), marker=".",
-                label=f"{METHOD_LABELS.get(method, method)}, seed {seed}")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss (BCE, loss_masks)")
-    ax.set_title("PixelCLIP fine-tuning on the synthetic world")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    signature = {"config": os.path.relpath(config, REPO), "opts": opts, "root": root, "num_images": num_images,
+                 "merged_config_sha1": _config_hash(config, opts), "weights": _file_id(_opt(opts, "MODEL.PIXELCLIP.CLIP_PRETRAINED"))}
+    cached = _read_json(path)
+    if cached and cached.get("signature") == signature:
+        logger.info("  headroom               already done (%s), skipped", path)
+        return cached["headroom"]
+    quiet = [logging.getLogger(n) for n in ("", "detectron2", "d2", "fvcore", "pixelclip")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.WARNING)
+    try:
+        _, model = _load_model(config, opts, "")
+        headroom = measure_world_headroom(model, root, MetadataCatalog.get(dataset).stuff_classes, num_images)
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
+    _atomic_write(path, json.dumps({"signature": signature, "headroom": headroom}, indent=1))
+    return headroom
+
+
+def _opt(opts: List[str], key: str) -> str:
+    for k, v in zip(opts[::2], opts[1::2]):
+        if k == key:
+            return v
+    return ""
+
+
+def _file_id(path: str) -> str:
+    """size and mtime of a file, so a re-pre-trained CLIP invalidates cached diagnostics."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_size}-{int(st.st_mtime)}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,9 +331,11 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", default="output/demo", help="output folder (%(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="fine-tuning seeds (%(default)s)")
-    p.add_argument("--methods", nargs="+", default=list(MAIN_METHODS), choices=MAIN_METHODS + ABLATIONS,
+    trainable = [v.name for v in MAIN + ABLATIONS]
+    p.add_argument("--methods", nargs="+", default=[v.name for v in MAIN], choices=trainable,
                    help="fine-tuning methods (configs/synthetic/<method>.yaml)")
-    p.add_argument("--ablations", action="store_true", help=f"also run {', '.join(ABLATIONS)} (with --ablation-seeds)")
+    p.add_argument("--ablations", action="store_true",
+                   help="also run " + ", ".join(v.name for v in ABLATIONS + EVAL_ONLY_ABLATIONS) + " (with --ablation-seeds)")
     p.add_argument("--ablation-seeds", type=int, nargs="+", default=[0])
     p.add_argument("--clip-weights", default="",
                    help="tiny CLIP checkpoint; pre-trained there if missing (default: the shipped "
@@ -355,7 +344,8 @@ def parse_args(argv=None):
                    help="pre-train the tiny CLIP into <output>/tiny_clip/ even if shipped weights exist")
     p.add_argument("--pretrain-steps", type=int, default=None, help="pre-training steps (default: the script's)")
     p.add_argument("--world-root", default="", help="where the world's files live (default "
-                   "$PIXELCLIP_SYNTHETIC_ROOT or $DETECTRON2_DATASETS/synthetic)")
+                   "$PIXELCLIP_SYNTHETIC_ROOT or $DETECTRON2_DATASETS/synthetic_parts)")
+    p.add_argument("--headroom-images", type=int, default=0, help="validation images of the headroom diagnostic (0: all)")
     p.add_argument("--jobs", type=int, default=2, help="fine-tuning runs at a time (%(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (default: cores / jobs)")
     p.add_argument("--num-overlays", type=int, default=6, help="validation images in overlays.png")
@@ -388,6 +378,7 @@ def main(argv=None) -> int:
 
     from pixelclip.data.datasets.synthetic import default_world
     from pixelclip.synthetic.pretrain import PretrainConfig, pretrain_synthetic_clip
+    from pixelclip.synthetic.report import build_results, draw_curves, format_results_md, training_summary
     from pixelclip.synthetic.storage import ensure_world
 
     torch.set_num_threads(cores)
@@ -422,22 +413,32 @@ def main(argv=None) -> int:
     dataset = "synthetic_val_sem_seg"
     common = ["MODEL.PIXELCLIP.CLIP_PRETRAINED", weights] + (QUICK_TRAIN_OPTS if args.quick else []) + list(args.opts)
 
-    # 3. CLIP baseline
+    # 3. CLIP baseline and the headroom diagnostic, before any fine-tuning
     t = time.time()
-    logger.info("stage 3/5: evaluating the pre-trained tiny CLIP (no fine-tuning)")
-    clip_job = Job("clip", os.path.join(CONFIG_DIR, "clip_baseline.yaml"), os.path.join(out, "clip"),
-                   common, eval_only=True, dataset=dataset)
-    run_jobs([clip_job], 1, dict(env, OMP_NUM_THREADS=str(cores), MKL_NUM_THREADS=str(cores)))
+    logger.info("stage 3/5: the pre-trained tiny CLIP (no fine-tuning): evaluation and headroom")
+    clip_config = os.path.join(CONFIG_DIR, "clip_baseline.yaml")
+    clip_job = Job("clip", clip_config, os.path.join(out, "clip"), common, eval_only=True, dataset=dataset)
+    eval_only_jobs = []
+    if args.ablations:
+        eval_only_jobs = [Job(v.name, os.path.join(CONFIG_DIR, v.config), os.path.join(out, v.name),
+                              common + list(v.opts), eval_only=True, dataset=dataset) for v in EVAL_ONLY_ABLATIONS]
+    run_jobs([clip_job] + eval_only_jobs, 1, dict(env, OMP_NUM_THREADS=str(cores), MKL_NUM_THREADS=str(cores)))
     clip_miou = _read_json(clip_job.marker)["mIoU"]
-    timings["clip_eval"] = round(time.time() - t, 1)
+    headroom = measure_headroom(os.path.join(out, "headroom.json"), clip_config, common, root, dataset,
+                                QUICK_HEADROOM_IMAGES if args.quick else args.headroom_images)
+    logger.info("  headroom: dense %.2f, pooled in true regions %.2f (%+.2f), in SAM-like masks %.2f (%+.2f) mIoU",
+                headroom["dense"], headroom["region_pooled"], headroom["region_pooled_gain"],
+                headroom["mask_pooled"], headroom["mask_pooled_gain"])
+    timings["clip_eval_and_headroom"] = round(time.time() - t, 1)
 
     # 4. fine-tuning runs
     t = time.time()
     plan = [(m, s) for m in args.methods for s in args.seeds]
     if args.ablations:
-        plan += [(m, s) for m in ABLATIONS if m not in args.methods for s in args.ablation_seeds]
-    jobs_list = [Job(f"{m}_seed{s}", os.path.join(CONFIG_DIR, f"{m}.yaml"), os.path.join(out, f"{m}_seed{s}"),
-                     common + ["SEED", str(s)], eval_only=False, dataset=dataset) for m, s in plan]
+        plan += [(v.name, s) for v in ABLATIONS if v.name not in args.methods for s in args.ablation_seeds]
+    jobs_list = [Job(f"{m}_seed{s}", os.path.join(CONFIG_DIR, VARIANTS[m].config), os.path.join(out, f"{m}_seed{s}"),
+                     common + list(VARIANTS[m].opts) + ["SEED", str(s)], eval_only=False, dataset=dataset)
+                 for m, s in plan]
     logger.info("stage 4/5: %d fine-tuning runs, %d at a time, %d thread(s) each", len(jobs_list), jobs, threads)
     run_jobs(jobs_list, jobs, env)
     timings["finetune"] = round(time.time() - t, 1)
@@ -445,9 +446,14 @@ def main(argv=None) -> int:
     # 5. report
     t = time.time()
     runs: Dict[str, Dict[int, float]] = {}
+    training: Dict[str, Dict[int, dict]] = {}
     for job, (m, s) in zip(jobs_list, plan):
         runs.setdefault(m, {})[s] = _read_json(job.marker)["mIoU"]
+        training.setdefault(m, {})[s] = training_summary(job.run_dir)
+    labels = {"clip": CLIP_LABEL, **{v.name: v.label for v in VARIANTS.values()}}
     meta = {
+        "command": "python tools/run_synthetic_demo.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": _machine(),
         "weights": os.path.relpath(weights, REPO) if weights.startswith(REPO) else weights,
         "pretrain": pretrain_summary or (_pretrain_meta(weights)),
         "world": {"root": root, **spec.to_dict()},
@@ -455,43 +461,58 @@ def main(argv=None) -> int:
         "quick": bool(args.quick),
         "threads_per_run": threads, "parallel_runs": jobs,
     }
-    results = build_results(clip_miou, runs, meta)
-    table = format_table(results, sorted(set(args.seeds) | (set(args.ablation_seeds) if args.ablations else set())))
+    results = build_results(headroom, clip_miou, runs, labels, training,
+                            {j.name: _read_json(j.marker)["mIoU"] for j in eval_only_jobs}, meta)
     logger.info("stage 5/5: overlays and curves")
     seed0 = args.seeds[0]
-    panels = [("CLIP", clip_job.config, common, "")]
+    panels = [("CLIP", clip_config, common, "")]
     for m in args.methods:
-        run_dir = os.path.join(out, f"{m}_seed{seed0}")
-        panels.append((METHOD_LABELS[m].replace("PixelCLIP, ", "").replace(" (SAM-like masks)", "") if m != "pixelclip"
-                       else "PixelCLIP", os.path.join(CONFIG_DIR, f"{m}.yaml"), common,
-                       os.path.join(run_dir, "model_final.pth")))
+        title = "PixelCLIP" if m == "pixelclip" else VARIANTS[m].label.replace("PixelCLIP, ", "")
+        panels.append((title, os.path.join(CONFIG_DIR, VARIANTS[m].config), common + list(VARIANTS[m].opts),
+                       os.path.join(out, f"{m}_seed{seed0}", "model_final.pth")))
     draw_overlays(os.path.join(out, "overlays.png"), dataset, panels, args.num_overlays)
-    draw_curves(os.path.join(out, "training_curves.png"), {j.name: j.run_dir for j in jobs_list})
+    draw_curves(os.path.join(out, "training_curves.png"), {j.name: j.run_dir for j in jobs_list}, labels)
     timings["report"] = round(time.time() - t, 1)
     timings["total"] = round(time.time() - t_start, 1)
     results["meta"]["seconds_this_invocation"] = timings
     results["meta"]["seconds_per_run"] = {j.name: (_read_json(j.marker) or {}).get("seconds")
-                                          for j in [clip_job] + jobs_list}
-
+                                          for j in [clip_job] + eval_only_jobs + jobs_list}
+    # CPU seconds of everything this invocation ran (its own process and the train_net runs): on a shared
+    # machine the wall time depends on the load, the CPU time much less
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    results["meta"]["cpu_seconds_this_invocation"] = round(own.ru_utime + own.ru_stime + _children_cpu_seconds(), 1)
     _atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1) + "\n")
-    checks = results["checks"]
-    lines = [table]
-    if "pixelclip_gain" in checks:
-        lines.append(f"PixelCLIP gain over CLIP: {checks['pixelclip_gain']:+.2f} mIoU (mean of seeds "
-                     f"{', '.join(map(str, args.seeds))}; the claim needs >= +5)")
-    if "random_masks_gain" in checks:
-        lines.append(f"random-mask control gain: {checks['random_masks_gain']:+.2f} mIoU (the claim needs less "
-                     f"than half of PixelCLIP's gain)")
+    text = format_results_md(results)
     if args.quick:
-        lines.append("(--quick: a few iterations of each stage; these numbers are not a result)")
-    text = "\n".join(lines) + "\n"
+        text += "\n(--quick: a few iterations of each stage; these numbers are not a result)\n"
     _atomic_write(os.path.join(out, "results.md"),
                   "# Synthetic-world demo: mIoU on synthetic_val_sem_seg\n\n" + text
-                  + f"\nSeconds per stage of this invocation: {json.dumps(timings)}\n")
+                  + f"\nCommand: `{meta['command']}`; machine: {meta['machine']}; seconds per stage of this "
+                  f"invocation: {json.dumps(timings)}\n")
     print("\n" + text)
     print(f"wrote {out}/results.json, results.md, overlays.png, training_curves.png "
           f"({timings['total']:.0f}s)")
     return 0
+
+
+def _machine() -> str:
+    """CPU model, core count and load average, for the report."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = "load average %.2f, %.2f, %.2f at the end" % os.getloadavg()
+    except OSError:
+        load = ""
+    return f"{model}, {os.cpu_count()} cores, torch {__import__('torch').__version__}; {load}"
 
 
 def _pretrain_meta(weights: str) -> Optional[dict]:

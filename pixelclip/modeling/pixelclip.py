@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
-from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ..clip.dense import dense_features
 from ..clip.text import SINGLE_TEMPLATE, LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
+from .cluster_stats import log_cluster_stats
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
@@ -244,7 +244,8 @@ class PixelCLIP(nn.Module):
         targets, valid, assignment = cluster_targets(teacher_features, masks, prompt_embeddings.detach(),
                                                      self.eps, self.sinkhorn_iters)
         loss = self.mask_loss(student_features, prompt_embeddings, targets, valid)
-        self._log_cluster_usage(masks, assignment)
+        class_embeddings = self.classifier(self.vocabulary) if self.vocabulary else None  # cached; logs only
+        log_cluster_stats(masks, assignment, targets, valid, prompt_embeddings, class_embeddings)
         return {"loss_masks": loss}
 
     @torch.no_grad()
@@ -278,14 +279,6 @@ class PixelCLIP(nn.Module):
         bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")  # B×K×R×R
         weight = valid[:, None].to(bce.dtype)
         return (bce * weight).sum() / (weight.sum() * bce.shape[1])
-
-    def _log_cluster_usage(self, masks: List[torch.Tensor], assignment: torch.Tensor) -> None:
-        try:
-            storage = get_event_storage()
-        except AssertionError:  # called outside a trainer
-            return
-        storage.put_scalar("pixelclip/masks_per_image", sum(len(m) for m in masks) / max(len(masks), 1))
-        storage.put_scalar("pixelclip/clusters_used", float(assignment.unique().numel()))
 
     # ------------------------------------------------------------------ inference
     def _autocast(self):

@@ -8,6 +8,9 @@
     <root>/train/random_masks/000123.json   the control: the same masks moved at random
     <root>/val/images/000123.png            labelled validation images
     <root>/val/labels/000123.png            class-id maps (uint8, 255 = ignore; none here)
+    <root>/val/regions/000123.png           region/instance ids (uint8, no classes): for the headroom
+                                            diagnostic (pixelclip/synthetic/headroom.py), never for training
+    <root>/val/masks/000123.json            SAM-like masks of the validation images (as for training)
 
 Generation is deterministic (scene ``i`` of the training split is ``generate_scene(i)``, of the
 validation split ``generate_scene(VAL_SEED_BASE + i)``), each file is written atomically, and a
@@ -29,12 +32,13 @@ import numpy as np
 
 from ..data.mask_io import encode_masks, write_mask_file
 from .masks import MaskNoiseConfig, mask_scores, random_masks_like, sam_like_masks
-from .world import CLASS_NAMES, WorldConfig, generate_scene
+from .world import CLASS_NAMES, CLASS_PARTS, WorldConfig, generate_scene
 
 logger = logging.getLogger(__name__)
 
 TRAIN_SEED_BASE = 0
 VAL_SEED_BASE = 1_000_000  # validation scenes never overlap training or pre-training scenes
+LAYOUT_VERSION = 2  # 2: the world of parts, with val/regions and val/masks
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class WorldSpec:
         d = asdict(self)
         d["world"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["world"].items()}
         d["classes"] = list(CLASS_NAMES)
+        d["class_parts"] = [list(p) for p in CLASS_PARTS]
+        d["layout"] = LAYOUT_VERSION
         return d
 
 
@@ -79,6 +85,15 @@ def _write_train(root: str, i: int, spec: WorldSpec) -> None:
 def _write_val(root: str, i: int, spec: WorldSpec) -> None:
     name = f"{i:06d}"
     scene = generate_scene(VAL_SEED_BASE + i, spec.world)
+    h, w = scene.labels.shape
+    masks = sam_like_masks(scene.regions, VAL_SEED_BASE + i, spec.masks)
+    info = {"file_name": f"{name}.png", "height": h, "width": w, "image_id": name}
+    write_mask_file(os.path.join(root, "val", "masks", f"{name}.json"), info,
+                    encode_masks(masks, mask_scores(len(masks), VAL_SEED_BASE + i)))
+    if scene.regions.max() > 255:
+        raise ValueError(f"scene {VAL_SEED_BASE + i} has {scene.regions.max()} regions; the 8-bit region file "
+                         "holds at most 255")
+    _atomic_png(os.path.join(root, "val", "regions", f"{name}.png"), scene.regions.astype(np.uint8))
     _atomic_png(os.path.join(root, "val", "labels", f"{name}.png"), scene.labels)
     _atomic_png(os.path.join(root, "val", "images", f"{name}.png"), scene.image[:, :, ::-1])
 
@@ -111,7 +126,8 @@ def ensure_world(root: str, spec: WorldSpec = WorldSpec()) -> str:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _complete(root, spec):
             return root
-        for sub in ("train/images", "train/masks", "train/random_masks", "val/images", "val/labels"):
+        for sub in ("train/images", "train/masks", "train/random_masks", "val/images", "val/labels", "val/regions",
+                    "val/masks"):
             os.makedirs(os.path.join(root, sub), exist_ok=True)
         t0 = time.time()
         total = spec.num_train + spec.num_val

@@ -1,14 +1,24 @@
-"""A procedural world of "stuff" textures and "thing" objects with captions (issue 6).
+"""A procedural world of stuff and things built from shared parts, with captions.
 
-Each scene is a function of one integer seed: a few stuff regions (a warped Voronoi partition,
-each region one procedural texture), a few thing objects pasted on top (classes told apart by
-shape and appearance), and from these
+It models the premise of PixelCLIP (Shin et al., NeurIPS 2024, Sec. 1): CLIP knows *what* is in
+an image, but its dense features are noisy *within* objects, and SAM's masks group the pixels of
+one object. Here every class is made of **parts whose local appearance is shared across classes**:
+
+- six part types (:data:`PART_TYPES`), each a local pattern with a characteristic hue (stripes,
+  checker, dots, speckle, grid, flat);
+- every class is one *pair* of part types (:data:`CLASS_PARTS`), its region a blob-like mix of the
+  two; each part type belongs to four classes (two stuff, two things), so a patch that sees one
+  part is ambiguous between four classes, while the region as a whole (the pair) is not;
+- stuff regions (a warped Voronoi partition) and things (shapes: ball, box, star, ring, cross,
+  triangle) pasted on top; a thing's class is its pair of parts (its shape also tells it).
+
+Each scene is a function of one integer seed and comes with
 
 - the RGB image (H×W×3, uint8),
 - the ground-truth label map (H×W, uint8, class ids into :data:`CLASS_NAMES`),
 - the region/instance map (H×W, int32, one id per stuff region and per thing instance),
-- an image-level caption that names the classes present, in random order, with a random
-  template; it never says where (no positions, sizes or counts).
+- an image-level caption that names the classes present (the wholes, never the parts), in random
+  order, with a random template; it never says where (no positions, sizes or counts).
 
 The label map is used only by the labelled validation set; training sees images with captions
 (CLIP pre-training) or images with class-agnostic masks derived from the region map
@@ -28,6 +38,17 @@ STUFF_CLASSES: Tuple[str, ...] = ("grass", "water", "sand", "brick", "sky", "woo
 THING_CLASSES: Tuple[str, ...] = ("ball", "box", "star", "ring", "cross", "triangle")
 CLASS_NAMES: Tuple[str, ...] = STUFF_CLASSES + THING_CLASSES
 NUM_STUFF = len(STUFF_CLASSES)
+
+# Part types: a local pattern and a characteristic hue (fraction of the hue circle).
+PART_TYPES: Tuple[str, ...] = ("stripes", "checker", "dots", "speckle", "grid", "flat")
+PART_HUES: Tuple[float, ...] = (0.0, 0.33, 0.62, 0.14, 0.8, 0.5)
+# The two part types of each class, in CLASS_NAMES order. The 12 pairs are the complete graph on the
+# six parts minus a perfect matching {0-1, 2-3, 4-5}, split into two 6-cycles (stuff, things): every
+# part type is in exactly two stuff and two thing classes, and no two classes share both parts.
+CLASS_PARTS: Tuple[Tuple[int, int], ...] = (
+    (0, 2), (2, 4), (4, 1), (1, 3), (3, 5), (5, 0),  # grass, water, sand, brick, sky, wood
+    (0, 3), (0, 4), (1, 2), (1, 5), (2, 5), (3, 4),  # ball, box, star, ring, cross, triangle
+)
 
 # Caption templates: the class list fills {}; nothing here refers to positions.
 CAPTION_TEMPLATES: Tuple[str, ...] = (
@@ -50,12 +71,15 @@ class WorldConfig:
 
     image_size: int = 96  # square side in pixels
     min_stuff: int = 2  # stuff regions per image (distinct classes)
-    max_stuff: int = 4
+    max_stuff: int = 3
     min_things: int = 1  # thing instances per image
-    max_things: int = 3
-    thing_size: Tuple[float, float] = (0.2, 0.4)  # object diameter as a fraction of the side
+    max_things: int = 2
+    thing_size: Tuple[float, float] = (0.35, 0.55)  # object diameter as a fraction of the side
     boundary_warp: float = 0.12  # amplitude of the region-boundary warp (fraction of the side)
-    hue_jitter: float = 0.05  # per-image hue jitter of textures (fraction of the hue circle)
+    hue_jitter: float = 0.04  # per-part hue jitter (fraction of the hue circle)
+    stuff_part_scale: float = 14.0  # pixels; size of the part blobs inside a stuff region
+    thing_part_scale: float = 9.0  # pixels; size of the part blobs inside a thing
+    part_fraction: Tuple[float, float] = (0.35, 0.65)  # share of a region taken by its first part
     min_visible_fraction: float = 0.015  # a class is named in the caption only above this area
 
 
@@ -84,75 +108,55 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
                     dtype=np.float32)
 
 
-def _shade(base: np.ndarray, intensity: np.ndarray) -> np.ndarray:
-    """Colour ``base`` (3,) modulated by ``intensity`` (H×W, around 1) → H×W×3 in [0, 1]."""
-    return np.clip(intensity[..., None] * base[None, None, :], 0.0, 1.0)
-
-
 # --------------------------------------------------------------------------------------------
-# stuff textures: each returns H×W×3 float in [0, 1] covering the whole canvas
+# parts: each returns H×W×3 float in [0, 1] covering the whole canvas
 # --------------------------------------------------------------------------------------------
-def _grass(rng, n, cfg):
-    col = _hsv(0.30 + rng.uniform(-1, 1) * cfg.hue_jitter, rng.uniform(0.5, 0.8), rng.uniform(0.45, 0.7))
-    streaks = _smooth_noise(rng, n, (max(2, n // 16), n // 2))  # long vertical blades
-    fine = rng.standard_normal((n, n)).astype(np.float32)
-    return _shade(col, 1.0 + 0.35 * streaks + 0.08 * fine)
-
-
-def _water(rng, n, cfg):
-    col = _hsv(0.58 + rng.uniform(-1, 1) * cfg.hue_jitter, rng.uniform(0.55, 0.85), rng.uniform(0.5, 0.75))
+def _part_texture(rng: np.random.Generator, part: int, n: int, cfg: WorldConfig) -> np.ndarray:
+    """One instance of part type ``part``: its pattern at a random orientation and phase, in its hue."""
+    col = _hsv(PART_HUES[part] + rng.uniform(-1, 1) * cfg.hue_jitter, rng.uniform(0.5, 0.85), rng.uniform(0.6, 0.9))
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
-    period = rng.uniform(6.0, 10.0)
-    phase = 3.0 * _smooth_noise(rng, n, (4, 4))
-    waves = np.sin(2 * math.pi * yy / period + 0.3 * xx / period + phase)
-    return _shade(col, 1.0 + 0.25 * waves + 0.05 * _smooth_noise(rng, n, (n // 4, n // 4)))
+    theta = rng.uniform(0, math.pi)
+    u = xx * math.cos(theta) + yy * math.sin(theta) + rng.uniform(0, 50)
+    v = -xx * math.sin(theta) + yy * math.cos(theta) + rng.uniform(0, 50)
+    name = PART_TYPES[part]
+    if name == "stripes":
+        inten = 1.0 + 0.3 * np.tanh(3.0 * np.sin(2 * math.pi * u / rng.uniform(5.0, 7.0)))
+    elif name == "checker":
+        c = rng.uniform(3.0, 4.5)
+        inten = np.where((np.floor(u / c) + np.floor(v / c)) % 2 == 0, 1.15, 0.7)
+    elif name == "dots":
+        s = rng.uniform(5.0, 6.5)
+        d = np.hypot(u - s * np.round(u / s), v - s * np.round(v / s))
+        inten = np.where(d < 1.5, 0.5, 1.05)
+    elif name == "speckle":
+        inten = 1.0 + 0.22 * rng.standard_normal((n, n)).astype(np.float32)
+    elif name == "grid":
+        s = rng.uniform(6.0, 8.0)
+        inten = np.where((np.mod(u, s) < 1.3) | (np.mod(v, s) < 1.3), 0.5, 1.05)
+    elif name == "flat":
+        inten = 1.0 + 0.06 * _smooth_noise(rng, n, (max(2, n // 24),) * 2)
+    else:  # pragma: no cover - PART_TYPES and this function are edited together
+        raise ValueError(f"unknown part type {name!r}")
+    return np.clip(inten.astype(np.float32)[..., None] * col[None, None, :], 0.0, 1.0)
 
 
-def _sand(rng, n, cfg):
-    col = _hsv(0.11 + rng.uniform(-1, 1) * cfg.hue_jitter, rng.uniform(0.35, 0.6), rng.uniform(0.7, 0.9))
-    speckle = rng.standard_normal((n, n)).astype(np.float32)
-    dunes = _smooth_noise(rng, n, (3, 3))
-    return _shade(col, 1.0 + 0.18 * speckle + 0.1 * dunes)
-
-
-def _brick(rng, n, cfg):
-    col = _hsv(0.02 + rng.uniform(-1, 1) * cfg.hue_jitter, rng.uniform(0.55, 0.8), rng.uniform(0.5, 0.7))
-    mortar = _hsv(0.08, 0.1, rng.uniform(0.75, 0.9))
-    bh = int(rng.integers(7, 10))
-    bw = 2 * bh
-    off_y, off_x = rng.integers(0, bh), rng.integers(0, bw)
-    yy, xx = np.mgrid[0:n, 0:n]
-    row = (yy + off_y) // bh
-    xs = (xx + off_x + (row % 2) * (bw // 2)) % bw
-    ys = (yy + off_y) % bh
-    is_mortar = (ys < 2) | (xs < 2)
-    body = _shade(col, 1.0 + 0.1 * rng.standard_normal((n, n)).astype(np.float32))
-    out = np.where(is_mortar[..., None], mortar[None, None, :], body)
-    return out.astype(np.float32)
-
-
-def _sky(rng, n, cfg):
-    col = _hsv(0.56 + rng.uniform(-1, 1) * cfg.hue_jitter, rng.uniform(0.25, 0.5), rng.uniform(0.8, 0.95))
-    clouds = np.clip(_smooth_noise(rng, n, (4, 4)), 0, None)
-    white = np.ones(3, np.float32)
-    a = np.clip(0.5 * clouds, 0, 0.7)[..., None]
-    return ((1 - a) * col[None, None, :] + a * white[None, None, :]).astype(np.float32)
-
-
-def _wood(rng, n, cfg):
-    col = _hsv(0.07 + rng.uniform(-1, 1) * cfg.hue_jitter, rng.uniform(0.5, 0.75), rng.uniform(0.45, 0.65))
-    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
-    cx, cy = rng.uniform(-n, 2 * n), rng.uniform(-n, 2 * n)
-    r = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
-    rings = np.sin(2 * math.pi * r / rng.uniform(4.0, 6.0) + 2.0 * _smooth_noise(rng, n, (3, 3)))
-    return _shade(col, 1.0 + 0.22 * rings)
-
-
-_STUFF_FNS = (_grass, _water, _sand, _brick, _sky, _wood)
+def _paint_class(rng: np.random.Generator, image: np.ndarray, region: np.ndarray, cls: int, scale: float,
+                 cfg: WorldConfig) -> None:
+    """Paint ``region`` (H×W bool) of ``image`` with class ``cls``: blobs of its two parts."""
+    n = image.shape[0]
+    cells = max(2, int(round(n / scale)))
+    field = _smooth_noise(rng, n, (cells, cells))
+    inside = field[region]
+    first = field > np.quantile(inside, 1.0 - rng.uniform(*cfg.part_fraction)) if inside.size else field > 0
+    a, b = CLASS_PARTS[cls]
+    if rng.random() < 0.5:
+        a, b = b, a
+    image[region & first] = _part_texture(rng, a, n, cfg)[region & first]
+    image[region & ~first] = _part_texture(rng, b, n, cfg)[region & ~first]
 
 
 # --------------------------------------------------------------------------------------------
-# things: each returns (mask H×W bool, appearance H×W×3 float) for one instance
+# things: shapes (class-specific), painted with their class's parts
 # --------------------------------------------------------------------------------------------
 def _polygon_mask(n: int, pts: np.ndarray) -> np.ndarray:
     m = np.zeros((n, n), np.uint8)
@@ -168,55 +172,30 @@ def _regular_polygon(cx, cy, r, k, rot, inner=None):
     return np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1)
 
 
-def _thing(rng: np.random.Generator, cls: int, n: int, cfg: WorldConfig) -> Tuple[np.ndarray, np.ndarray]:
-    """Mask and appearance of one instance of thing class ``cls`` (0-based in THING_CLASSES)."""
-    d = rng.uniform(*cfg.thing_size) * n
-    r = d / 2
+def _thing_mask(rng: np.random.Generator, cls: int, n: int, cfg: WorldConfig) -> np.ndarray:
+    """H×W bool mask of one instance of thing class ``cls`` (0-based in THING_CLASSES)."""
+    r = rng.uniform(*cfg.thing_size) * n / 2
     cx, cy = rng.uniform(r * 0.6, n - r * 0.6), rng.uniform(r * 0.6, n - r * 0.6)
     rot = rng.uniform(0, 2 * math.pi)
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
     dist = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
-    jit = rng.uniform(-1, 1) * cfg.hue_jitter
     name = THING_CLASSES[cls]
-    if name == "ball":  # disc, red-orange, radial shading with a highlight
-        mask = dist <= r
-        col = _hsv(0.03 + jit, rng.uniform(0.7, 0.95), rng.uniform(0.75, 0.95))
-        hx, hy = cx - 0.35 * r, cy - 0.35 * r
-        hl = np.sqrt((xx - hx) ** 2 + (yy - hy) ** 2) / max(r, 1.0)
-        app = _shade(col, np.clip(1.25 - 0.55 * hl, 0.45, 1.3))
-    elif name == "box":  # rotated square, purple, dark outline and a diagonal stripe
-        pts = _regular_polygon(cx, cy, r, 4, rot)
-        mask = _polygon_mask(n, pts)
-        col = _hsv(0.78 + jit, rng.uniform(0.45, 0.7), rng.uniform(0.55, 0.8))
-        inner = _polygon_mask(n, _regular_polygon(cx, cy, r * 0.8, 4, rot))
-        u = (xx - cx) * math.cos(rot) + (yy - cy) * math.sin(rot)
-        stripe = (np.abs(u) < r * 0.12)
-        inten = np.where(inner, 1.0, 0.45) * np.where(stripe & inner, 0.75, 1.0)
-        app = _shade(col, inten.astype(np.float32))
-    elif name == "star":  # five-point star, flat yellow
-        mask = _polygon_mask(n, _regular_polygon(cx, cy, r, 5, rot, inner=0.45))
-        col = _hsv(0.15 + jit, rng.uniform(0.75, 0.95), rng.uniform(0.85, 1.0))
-        app = _shade(col, np.ones((n, n), np.float32))
-    elif name == "ring":  # annulus, magenta with a darker rim
-        mask = (dist <= r) & (dist >= r * 0.55)
-        col = _hsv(0.9 + jit, rng.uniform(0.6, 0.9), rng.uniform(0.6, 0.9))
-        app = _shade(col, (1.0 - 0.35 * np.abs(dist - 0.775 * r) / (0.225 * r + 1e-6)).astype(np.float32))
-    elif name == "cross":  # plus sign, white with a grey checker
+    if name == "ball":
+        return dist <= r
+    if name == "box":
+        return _polygon_mask(n, _regular_polygon(cx, cy, r, 4, rot))
+    if name == "star":
+        return _polygon_mask(n, _regular_polygon(cx, cy, r, 5, rot, inner=0.5))
+    if name == "ring":
+        return (dist <= r) & (dist >= r * 0.5)
+    if name == "cross":
         u = (xx - cx) * math.cos(rot) + (yy - cy) * math.sin(rot)
         v = -(xx - cx) * math.sin(rot) + (yy - cy) * math.cos(rot)
-        arm = r * 0.32
-        mask = ((np.abs(u) <= r) & (np.abs(v) <= arm)) | ((np.abs(v) <= r) & (np.abs(u) <= arm))
-        col = _hsv(rng.uniform(0, 1), rng.uniform(0.0, 0.12), rng.uniform(0.88, 1.0))
-        checker = ((np.floor(u / 3) + np.floor(v / 3)) % 2 == 0)
-        app = _shade(col, np.where(checker, 1.0, 0.8).astype(np.float32))
-    elif name == "triangle":  # equilateral triangle, teal, dotted
-        mask = _polygon_mask(n, _regular_polygon(cx, cy, r, 3, rot))
-        col = _hsv(0.45 + jit, rng.uniform(0.6, 0.9), rng.uniform(0.55, 0.8))
-        dots = (np.sin(xx * 1.6) * np.sin(yy * 1.6)) > 0.5
-        app = _shade(col, np.where(dots, 0.6, 1.0).astype(np.float32))
-    else:  # pragma: no cover - THING_CLASSES and this function are edited together
-        raise ValueError(f"unknown thing class {name!r}")
-    return mask, app
+        arm = r * 0.36
+        return ((np.abs(u) <= r) & (np.abs(v) <= arm)) | ((np.abs(v) <= r) & (np.abs(u) <= arm))
+    if name == "triangle":
+        return _polygon_mask(n, _regular_polygon(cx, cy, r, 3, rot))
+    raise ValueError(f"unknown thing class {name!r}")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,7 +238,7 @@ def generate_scene(seed: int, cfg: WorldConfig = WorldConfig()) -> Scene:
     Returns a :class:`Scene` with image H×W×3 uint8, labels H×W uint8 (class ids), regions
     H×W int32 (1..R, one id per stuff region and thing instance) and a caption.
     """
-    rng = np.random.default_rng([int(seed), 20240926])
+    rng = np.random.default_rng([int(seed), 20241106])
     n = cfg.image_size
     k = int(rng.integers(cfg.min_stuff, cfg.max_stuff + 1))
     stuff = rng.choice(NUM_STUFF, size=k, replace=False)
@@ -269,21 +248,20 @@ def generate_scene(seed: int, cfg: WorldConfig = WorldConfig()) -> Scene:
     labels = np.zeros((n, n), np.uint8)
     regions = np.zeros((n, n), np.int32)
     for i, c in enumerate(stuff):
-        tex = _STUFF_FNS[int(c)](rng, n, cfg)
         sel = part == i
-        image[sel] = tex[sel]
+        _paint_class(rng, image, sel, int(c), cfg.stuff_part_scale, cfg)
         labels[sel] = c
         regions[sel] = i + 1
 
     num_things = int(rng.integers(cfg.min_things, cfg.max_things + 1))
     for j in range(num_things):
         t = int(rng.integers(len(THING_CLASSES)))
-        mask, app = _thing(rng, t, n, cfg)
-        image[mask] = app[mask]
+        mask = _thing_mask(rng, t, n, cfg)
+        _paint_class(rng, image, mask, NUM_STUFF + t, cfg.thing_part_scale, cfg)
         labels[mask] = NUM_STUFF + t
         regions[mask] = k + 1 + j
 
-    # mild global photometric noise, so no class is a single exact colour
+    # mild global photometric noise, so no part is a single exact colour
     image = image * rng.uniform(0.9, 1.1) + rng.normal(0, 0.02, size=image.shape).astype(np.float32)
     image = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 

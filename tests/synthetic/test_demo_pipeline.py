@@ -26,7 +26,14 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path):
     log, _ = _run_demo(out, world)
 
     results = json.loads((out / "results.json").read_text())
-    assert set(results) >= {"clip", "pixelclip", "random_masks", "checks", "meta"}
+    assert set(results) >= {"headroom", "clip", "pixelclip", "random_masks", "headline", "checks", "meta"}
+    # the headroom diagnostic ran before fine-tuning, on the quick world's validation images
+    headroom = results["headroom"]
+    assert headroom["num_images"] == 6 and all(0.0 <= headroom[k] <= 100.0 for k in ("dense", "region_pooled", "mask_pooled"))
+    # its dense row is the evaluator's CLIP row (same features, same arg-max, same mIoU rule)
+    assert abs(headroom["dense"] - results["clip"]["mean"]) < 0.01
+    assert (out / "headroom.json").is_file()
+
     def evaluated(run):  # the mIoU the run's SemSegEvaluator wrote (results.json rounds to 2 decimals)
         return round(json.loads((out / run / "summary.json").read_text())["synthetic_val_sem_seg"]["mIoU"], 2)
 
@@ -39,7 +46,10 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path):
     # the stages really ran through train_net: a checkpoint, D2 metrics and the evaluator's summary
     for run in ("pixelclip_seed0", "pixelclip_seed1", "random_masks_seed0", "random_masks_seed1"):
         assert (out / run / "model_final.pth").is_file()
-        assert (out / run / "metrics.json").is_file()
+        metrics = [json.loads(line) for line in (out / run / "metrics.json").read_text().splitlines()]
+        logged = set().union(*metrics)  # D2 logs a model's single loss as total_loss only
+        assert {"total_loss", "pixelclip/blind_loss", "pixelclip/clusters_used", "pixelclip/largest_cluster_share",
+                "pixelclip/prompt_cosine", "pixelclip/text_alignment"} <= logged
         summary = json.loads((out / run / "summary.json").read_text())
         assert "synthetic_val_sem_seg" in summary
         cfg = (out / run / "config.yaml").read_text()
@@ -48,10 +58,17 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path):
     assert (out / "clip" / "summary.json").is_file()
     for name in ("overlays.png", "training_curves.png", "results.md"):
         assert (out / name).stat().st_size > 1000 or name == "results.md"
-    assert "| CLIP (image-level captions only) |" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert "| CLIP (image-level captions only) |" in md and "Headroom" in md and "PixelCLIP − random masks" in md
+    # results.md is written from results.json alone
+    from pixelclip.synthetic.report import format_results_md
+
+    assert format_results_md(results) in md
+    training = results["pixelclip"]["training"]["seed0"]
+    assert training["iterations"] == 3 and "blind_loss_final" in training and "loss_final" in training
     assert os.path.isfile(results["meta"]["weights"]) or (out / "tiny_clip" / "synthetic_clip_vit_seed0.pt").is_file()
 
     # a second run finds every stage done and only redraws the report
     log2, _ = _run_demo(out, world)
-    assert log2.count("already done") == 5, log2[-2000:]
+    assert log2.count("already done") == 6, log2[-2000:]  # clip, headroom, four fine-tuning runs
     assert json.loads((out / "results.json").read_text())["pixelclip"]["mIoU"] == results["pixelclip"]["mIoU"]

@@ -33,6 +33,12 @@ def test_world_on_disk_and_registration(tmp_path):
     assert len(val) == 3 and val[0]["height"] == 96
     label = read_label_file(val[0]["sem_seg_file_name"])
     assert label.shape == (96, 96) and label.max() < len(CLASS_NAMES)
+    # the headroom diagnostic's inputs: region maps (one class per region) and SAM-like masks of the region map
+    regions = read_label_file(os.path.join(root, "val", "regions", "000000.png"))
+    assert regions.shape == (96, 96) and regions.min() >= 1
+    assert all(len(np.unique(label[regions == r])) == 1 for r in np.unique(regions))
+    val_masks = decode_masks(read_mask_file(os.path.join(root, "val", "masks", "000000.json")))
+    assert val_masks.shape[1:] == (96, 96) and len(val_masks) >= 1
     meta = MetadataCatalog.get("synthetic_t1_val_sem_seg")
     assert meta.evaluator_type == "sem_seg" and meta.ignore_label == 255 and meta.stuff_classes == list(CLASS_NAMES)
 

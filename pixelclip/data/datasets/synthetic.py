@@ -1,6 +1,7 @@
 """The synthetic world (issue 6) as Detectron2 datasets.
 
-Registered on import, under ``$DETECTRON2_DATASETS/synthetic`` (default ``datasets/synthetic``):
+Registered on import, under ``$DETECTRON2_DATASETS/synthetic_parts`` (default ``datasets/synthetic_parts``;
+the world of parts, :mod:`pixelclip.synthetic.world`):
 
 - ``synthetic_train``: unlabeled training images + SA-1B-style SAM-like masks (no labels);
 - ``synthetic_train_random_masks``: the same images with the random-mask control;
@@ -25,6 +26,7 @@ from .unlabeled_folder import load_unlabeled_folder
 __all__ = ["default_world", "register_synthetic_world", "SYNTHETIC_DATASETS"]
 
 SYNTHETIC_DATASETS = ("synthetic_train", "synthetic_train_random_masks", "synthetic_val_sem_seg")
+DEFAULT_FOLDER = "synthetic_parts"  # under $DETECTRON2_DATASETS (a world of another layout lived in "synthetic")
 
 
 def _train_dicts(root: str, spec: WorldSpec, mask_dir: str) -> List[Dict[str, Any]]:
@@ -40,7 +42,7 @@ def _val_dicts(root: str, spec: WorldSpec) -> List[Dict[str, Any]]:
 
 def default_world() -> Tuple[str, WorldSpec]:
     """Root and spec of the default registration, from the environment (see the module docstring)."""
-    root = os.environ.get("PIXELCLIP_SYNTHETIC_ROOT") or os.path.join(datasets_root(), "synthetic")
+    root = os.environ.get("PIXELCLIP_SYNTHETIC_ROOT") or os.path.join(datasets_root(), DEFAULT_FOLDER)
     size = os.environ.get("PIXELCLIP_SYNTHETIC_SIZE", "")
     if not size:
         return root, WorldSpec()
@@ -60,10 +62,10 @@ def register_synthetic_world(prefix: str = "synthetic", root: Optional[str] = No
 
     Arguments:
         prefix: dataset-name prefix.
-        root: folder of the world's files (default ``$DETECTRON2_DATASETS/synthetic``).
+        root: folder of the world's files (default ``$DETECTRON2_DATASETS/synthetic_parts``).
         spec: split sizes, world and mask-noise parameters (must match what ``root`` holds).
     """
-    root = os.path.abspath(root or os.path.join(datasets_root(), "synthetic"))
+    root = os.path.abspath(root or os.path.join(datasets_root(), DEFAULT_FOLDER))
     meta = world_metadata()
     for suffix, mask_dir in (("train", "masks"), ("train_random_masks", "random_masks")):
         name = f"{prefix}_{suffix}"

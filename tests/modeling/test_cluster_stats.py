@@ -1,0 +1,49 @@
+"""Cluster diagnostics on hand-computed cases; they reach D2's EventStorage during training steps."""
+import math
+
+import pytest
+import torch
+from detectron2.utils.events import EventStorage
+
+from pixelclip.modeling.cluster_stats import blind_bce, cluster_stats, log_cluster_stats
+
+
+def _h(p):
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+def test_blind_bce_is_the_mean_entropy_of_per_cluster_frequencies():
+    valid = torch.tensor([[[True, True], [True, False]]])  # 3 valid pixels
+    targets = torch.tensor([[[[1., 0.], [0., 1.]],    # cluster 0: 1 of the 3 valid pixels (the 4th is not valid)
+                             [[0., 1.], [1., 0.]],    # cluster 1: 2 of 3
+                             [[0., 0.], [0., 0.]]]])  # cluster 2: none -> entropy 0
+    assert float(blind_bce(targets, valid)) == pytest.approx((_h(1 / 3) + _h(2 / 3) + 0.0) / 3, abs=1e-6)
+    assert float(blind_bce(targets, torch.zeros_like(valid))) == 0.0
+
+
+def test_cluster_stats_by_hand():
+    assignment = torch.tensor([0, 0, 2, 0])
+    prompts = torch.tensor([[1., 0.], [0., 1.], [2., 2.]])
+    classes = torch.tensor([[1., 0.], [0., -1.]])
+    s = cluster_stats(assignment, 3, prompts, classes)
+    assert s["clusters_used"] == 2 and s["largest_cluster_share"] == pytest.approx(0.75)
+    # pairwise cosines 0, 1/√2, 1/√2 -> mean 0.4714
+    assert s["prompt_cosine"] == pytest.approx(math.sqrt(2) / 3, abs=1e-6)
+    # best class cosine per prompt: 1, 0, 1/√2 (all nearest to class 0)
+    assert s["text_alignment"] == pytest.approx((1 + 0 + 1 / math.sqrt(2)) / 3, abs=1e-6)
+    assert s["classes_nearest"] == 1
+
+
+def test_log_cluster_stats_writes_event_storage():
+    masks = [torch.zeros(2, 4, 4, dtype=torch.bool), torch.zeros(1, 4, 4, dtype=torch.bool)]
+    targets = torch.zeros(2, 3, 4, 4)
+    targets[:, 0] = 1.0
+    with EventStorage(0) as storage:
+        log_cluster_stats(masks, torch.tensor([0, 0, 1]), targets, torch.ones(2, 4, 4, dtype=torch.bool),
+                          torch.eye(3), torch.eye(3)[:2])
+        values = {k: v[0] for k, v in storage.latest().items()}
+    assert values["pixelclip/masks_per_image"] == 1.5
+    assert values["pixelclip/blind_loss"] == 0.0  # cluster 0 covers every pixel, the others none
+    assert values["pixelclip/clusters_used"] == 2 and values["pixelclip/largest_cluster_share"] == pytest.approx(2 / 3)
+    assert values["pixelclip/prompt_cosine"] == 0.0 and values["pixelclip/classes_nearest"] == 2
+    log_cluster_stats(masks, torch.tensor([0, 0, 1]), targets, torch.ones(2, 4, 4, dtype=torch.bool), torch.eye(3))
