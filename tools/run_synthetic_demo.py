@@ -65,10 +65,14 @@ ABLATIONS = (
     Variant("k32", "PixelCLIP, K = 32", "k32.yaml"),
     Variant("k64", "PixelCLIP, K = 64", "k64.yaml"),
 )
-# ... and evaluated once, without fine-tuning (e.g. training-free dense variants of the pre-trained CLIP:
-# Variant("dense_sclip", "CLIP, SCLIP dense path", "clip_baseline.yaml", ("MODEL.PIXELCLIP.DENSE_MODE", "sclip"),
-# eval_only=True)). Add such rows here; they run with --ablations.
-EVAL_ONLY_ABLATIONS: Tuple[Variant, ...] = ()
+# ... and evaluated once, without fine-tuning: the training-free dense variants of the pre-trained CLIP's
+# last block (MODEL.PIXELCLIP.DENSE_MODE, pixelclip/clip/dense_modes.py), run exactly as the CLIP row
+# (train_net --eval-only), whose dense path is the default `value` (MaskCLIP-style value path + CLS residual)
+EVAL_ONLY_ABLATIONS: Tuple[Variant, ...] = tuple(
+    Variant(f"dense_{mode}", f"CLIP, {label} last block (training-free)", "clip_baseline.yaml",
+            ("MODEL.PIXELCLIP.DENSE_MODE", mode), eval_only=True)
+    for mode, label in (("vanilla", "unmodified"), ("maskclip", "MaskCLIP"), ("sclip", "SCLIP"),
+                        ("clearclip", "ClearCLIP"), ("naclip", "NACLIP")))
 VARIANTS = {v.name: v for v in MAIN + ABLATIONS + EVAL_ONLY_ABLATIONS}
 CLIP_LABEL = "CLIP (image-level captions only)"
 # --quick: a few iterations of every stage (the CI test); the same code paths as the full demo.

@@ -11,6 +11,16 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _demo_module():
+    """tools/run_synthetic_demo.py as a module (its table of variants)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_synthetic_demo", os.path.join(REPO, "tools", "run_synthetic_demo.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _run_demo(out, world, extra=()):
     cmd = [sys.executable, os.path.join(REPO, "tools", "run_synthetic_demo.py"), "--quick", "--output", str(out),
            "--world-root", str(world), "--seeds", "0", "1", "--jobs", "2", "--num-overlays", "2", *extra]
@@ -72,3 +82,15 @@ def test_demo_pipeline_end_to_end_and_resume(tmp_path):
     log2, _ = _run_demo(out, world)
     assert log2.count("already done") == 6, log2[-2000:]  # clip, headroom, four fine-tuning runs
     assert json.loads((out / "results.json").read_text())["pixelclip"]["mIoU"] == results["pixelclip"]["mIoU"]
+
+
+def test_ablations_evaluate_every_training_free_dense_mode():
+    """``--ablations`` adds one training-free row per DENSE_MODE other than the CLIP row's default ``value``,
+    each the CLIP baseline config with only that mode changed."""
+    from pixelclip.clip.dense_modes import DENSE_MODES
+
+    demo = _demo_module()
+    rows = {v.opts[1]: v for v in demo.EVAL_ONLY_ABLATIONS}
+    assert sorted(rows) == sorted(m for m in DENSE_MODES if m != "value")
+    for mode, v in rows.items():
+        assert v.eval_only and v.config == "clip_baseline.yaml" and v.opts == ("MODEL.PIXELCLIP.DENSE_MODE", mode)
