@@ -467,11 +467,7 @@ def load_release_checkpoint(model: nn.Module, checkpoint) -> ImportReport:
         report.placed.pop(release_key, None)
         report.unplaced.append(release_key)
         converted.pop(k)
-    # shared modules (the text tower seen from text_encoder, classifier, prompts) appear under several
-    # names: a key is filled when any name of the same tensor is
-    filled = {id(t) for k, t in model.state_dict(keep_vars=True).items() if k in converted}
-    report.missing = sorted(k for k, t in model.state_dict(keep_vars=True).items()
-                            if k not in converted and id(t) not in filled)
+    report.missing = sorted(k for k in ours if k not in converted)
     visual_missing = [k for k in report.missing if k.startswith(CLIP_PREFIX + "visual.")]
     if visual_missing:
         raise ExportError(f"the release checkpoint lacks {len(visual_missing)} image-encoder keys, "

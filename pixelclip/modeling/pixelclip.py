@@ -13,6 +13,7 @@ from torch import nn
 
 from ..clip.dense import dense_features
 from ..clip.text import SINGLE_TEMPLATE, LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
+from ..utils.modules import hold_reference
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
@@ -134,7 +135,8 @@ class PixelCLIP(nn.Module):
         self.decoder = decoder
         self.preprocess = ClipPreprocessor(pixel_mean, pixel_std, clip_resolution)
         self.clip_resolution = tuple(clip_resolution)
-        self.text_encoder = TextEncoder(backbone.clip_model, backbone.tokenizer)
+        # the text tower is the backbone's (one owner in the state dict); the rest hold references to it
+        hold_reference(self, "text_encoder", TextEncoder(backbone.clip_model, backbone.tokenizer))
         self.prompts = LearnablePrompts(self.text_encoder, num_prompts, prompt_length, prompt_template,
                                         prompt_init_seed, learnable=learn_prompts, init_words=prompt_init_words)
         self.classifier = VocabularyClassifier(self.text_encoder, test_templates)

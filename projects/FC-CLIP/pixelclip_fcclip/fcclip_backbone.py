@@ -26,6 +26,7 @@ from torch import nn
 from pixelclip.clip.build import freeze, is_convnext
 from pixelclip.clip.dense import convnext_head_per_pixel
 from pixelclip.clip.text import TextEncoder, VocabularyClassifier
+from pixelclip.utils.modules import hold_reference
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,8 @@ class PixelCLIPFCCLIPBackbone(Backbone):
         self.clip_model = freeze(clip_model).eval()
         self.text_tokenizer = tokenizer
         self.model_name = model_name  # FC-CLIP branches on "convnext" in model_name
-        self.text_encoder = TextEncoder(clip_model, tokenizer)
+        # a reference, not a submodule: the CLIP model appears once in the state dict (backbone.clip_model.*)
+        hold_reference(self, "text_encoder", TextEncoder(clip_model, tokenizer))
         self.vocabulary_classifier = VocabularyClassifier(self.text_encoder, templates)
         trunk = clip_model.visual.trunk
         info = trunk.feature_info

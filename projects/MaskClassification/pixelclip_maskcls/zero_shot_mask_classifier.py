@@ -28,6 +28,7 @@ from pixelclip.clip.text import TextEncoder, VocabularyClassifier, get_templates
 from pixelclip.modeling.mask_classifier import cosine_logits, dense_mask_embeddings
 from pixelclip.modeling.pixelclip import default_vocabulary
 from pixelclip.modeling.preprocess import ClipPreprocessor
+from pixelclip.utils.modules import hold_reference
 
 from .inference import (
     CROP_STYLES,
@@ -167,7 +168,8 @@ class ZeroShotMaskClassifier(nn.Module):
         self.preprocess = ClipPreprocessor(pixel_mean, pixel_std, clip_resolution)
         self.clip_resolution = tuple(clip_resolution)
         self.mode = mode
-        self.text_encoder = TextEncoder(backbone.clip_model, backbone.tokenizer)
+        # a reference, not a submodule: the backbone owns the CLIP model (its one place in the state dict)
+        hold_reference(self, "text_encoder", TextEncoder(backbone.clip_model, backbone.tokenizer))
         self.classifier = VocabularyClassifier(self.text_encoder, templates)
         self.pool_resolution = pool_resolution
         self.crop_style = crop_style
