@@ -19,6 +19,7 @@ from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
 from .postprocess import _linear_taps, argmax_labels, few_threads, resize_logits
 from .preprocess import ClipPreprocessor
+from .scoring import cosine_logits
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ class PixelCLIP(nn.Module):
             the mean BCE over the K channels of the valid pixels (a scalar).
         """
         # cost volume S = cos(P_k, f_ij): B×K×h×w
-        cost = torch.einsum("bchw,kc->bkhw", F.normalize(student_features, dim=1), F.normalize(prompt_embeddings, dim=-1))
+        cost = cosine_logits(student_features, prompt_embeddings)
         logits = self.decoder(cost)
         logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
         if not valid.any():  # no image of this batch has a mask left: a zero loss that keeps every parameter in the graph

@@ -8,8 +8,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from pixelclip.modeling.clustering import (cluster_targets, pool_mask_features, pool_upsampled_features, resize_masks,
-                                           sinkhorn)
+from pixelclip.modeling.clustering import cluster_targets, resize_masks, sinkhorn
+from pixelclip.modeling.pooling import pool_mask_features, pool_upsampled_features
 
 
 def test_sinkhorn_rows_sum_to_one_and_clusters_are_balanced():

@@ -8,7 +8,7 @@
 * **proposals**: class-agnostic masks (and class scores) from any Detectron2 model's output.
 
 The dense way (mask-average pooling of dense features, cosine scoring) is PixelCLIP's own and lives
-in the core, ``pixelclip/modeling/mask_classifier.py``. All functions here are stateless and work on
+in the core, ``pixelclip/modeling/pooling.py`` and ``scoring.py``. All functions here are stateless and work on
 one image; the registered meta-architecture is ``ZeroShotMaskClassifier`` (zero_shot_mask_classifier.py).
 """
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple

@@ -4,7 +4,7 @@ The encoder of PixelCLIP drops into open-vocabulary mask-classification models: 
 network says *where*, CLIP says *what*. This meta-architecture is that second half on its own.
 Masks come from the inputs (``"masks"``: ground-truth segments or SA-1B-style files, made by
 ``mask_classification_dataset_mapper.py``) or from any Detectron2 model's output
-(``MASK_SOURCE model``). Dense scoring is the core's ``pixelclip/modeling/mask_classifier.py``;
+(``MASK_SOURCE model``). Pooling and scoring are the core's ``pixelclip/modeling/pooling.py`` and ``scoring.py``;
 crops, the ensemble and the painting of masks into outputs are in ``inference.py``.
 
 Its state dict holds the CLIP model under ``backbone.clip_model.`` like ``PixelCLIP``, so a
@@ -25,9 +25,10 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
 from pixelclip.clip.text import TextEncoder, VocabularyClassifier, get_templates
-from pixelclip.modeling.mask_classifier import cosine_logits, dense_mask_embeddings
+from pixelclip.modeling.pooling import dense_mask_embeddings
 from pixelclip.modeling.pixelclip import default_vocabulary
 from pixelclip.modeling.preprocess import ClipPreprocessor
+from pixelclip.modeling.scoring import cosine_logits
 from pixelclip.utils.modules import hold_reference
 
 from .inference import (
@@ -302,7 +303,7 @@ class ZeroShotMaskClassifier(nn.Module):
         feats = dense[None].float()
         if r > 0:
             feats = F.interpolate(feats, size=(r, r), mode="bilinear", align_corners=False)
-        logits = scale * torch.einsum("bchw,kc->bkhw", F.normalize(feats, dim=1), text)
+        logits = cosine_logits(feats, text, scale)
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[0]
         return logits.softmax(dim=0)
 
