@@ -10,6 +10,21 @@ from typing import Sequence
 
 from detectron2.config import CfgNode as CN
 
+# the values each choice key of MODEL.MASK_CLASSIFIER takes (checked by check_choice)
+CHOICES = {
+    "MODE": ("dense", "crop"),
+    "MASK_SOURCE": ("gt", "json", "model"),
+    "GT_MASK_MODE": ("class", "component"),
+    "CROP_STYLE": ("crop", "mask", "cropmask"),
+}
+
+
+def check_choice(key: str, value: str) -> str:
+    """``value`` if it is one of ``CHOICES[key]``; else a ValueError naming ``MODEL.MASK_CLASSIFIER.<key>``."""
+    if value not in CHOICES[key]:
+        raise ValueError(f"MODEL.MASK_CLASSIFIER.{key} must be one of {CHOICES[key]}, got '{value}'")
+    return value
+
 
 def add_mask_classification_config(cfg: CN) -> None:
     """Add the keys of zero-shot mask classification to a Detectron2 config in place (idempotent)."""

@@ -16,7 +16,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-CROP_STYLES = ("crop", "mask", "cropmask")
+from .config import check_choice
 
 
 # ---------------------------------------------------------------------------------------- crops
@@ -63,8 +63,7 @@ def crop_masked_regions(image: torch.Tensor, masks: torch.Tensor, size: int, sty
     Returns:
         N×3×size×size.
     """
-    if style not in CROP_STYLES:
-        raise ValueError(f"MODEL.MASK_CLASSIFIER.CROP_STYLE must be one of {CROP_STYLES}, got '{style}'")
+    check_choice("CROP_STYLE", style)
     n = masks.shape[0]
     if n == 0:
         return image.new_zeros((0, 3, size, size))

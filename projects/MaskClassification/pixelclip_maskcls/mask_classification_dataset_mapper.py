@@ -24,10 +24,9 @@ from pixelclip.data.mask_io import decode_masks, read_mask_file
 from pixelclip.data.registry import MAPPER_REGISTRY, register_mapper
 from pixelclip.data.test_mapper import SemanticTestMapper
 
-logger = logging.getLogger(__name__)
+from .config import check_choice
 
-MASK_SOURCES = ("gt", "json", "model")
-GT_MASK_MODES = ("class", "component")
+logger = logging.getLogger(__name__)
 
 
 def read_labels(path: str) -> np.ndarray:
@@ -47,8 +46,7 @@ def masks_from_labels(labels: np.ndarray, ignore_label: int, num_classes: Option
         mode: ``class``: one mask per class present; ``component``: one per 8-connected component
             of each class.
     """
-    if mode not in GT_MASK_MODES:
-        raise ValueError(f"MODEL.MASK_CLASSIFIER.GT_MASK_MODE must be one of {GT_MASK_MODES}, got '{mode}'")
+    check_choice("GT_MASK_MODE", mode)
     valid = labels != ignore_label
     if num_classes is not None:
         valid &= (labels >= 0) & (labels < num_classes)
@@ -107,10 +105,8 @@ class MaskClassificationMapper(SemanticTestMapper):
     ):
         if is_train:
             raise ValueError("MaskClassificationMapper is a test-time mapper (INPUT.TEST_MAPPER_NAME), not a training one")
-        if mask_source not in MASK_SOURCES:
-            raise ValueError(f"MODEL.MASK_CLASSIFIER.MASK_SOURCE must be one of {MASK_SOURCES}, got '{mask_source}'")
-        if gt_mask_mode not in GT_MASK_MODES:
-            raise ValueError(f"MODEL.MASK_CLASSIFIER.GT_MASK_MODE must be one of {GT_MASK_MODES}, got '{gt_mask_mode}'")
+        check_choice("MASK_SOURCE", mask_source)
+        check_choice("GT_MASK_MODE", gt_mask_mode)
         if mask_source == "json" and not os.path.isdir(mask_dir):
             raise FileNotFoundError(f"mask folder '{mask_dir}' does not exist "
                                     "(MODEL.MASK_CLASSIFIER.MASK_DIR, MASK_SOURCE json)")

@@ -31,8 +31,8 @@ from pixelclip.modeling.preprocess import ClipPreprocessor
 from pixelclip.modeling.scoring import cosine_logits
 from pixelclip.utils.modules import hold_reference
 
+from .config import check_choice
 from .inference import (
-    CROP_STYLES,
     crop_masked_regions,
     geometric_ensemble,
     masks_from_output,
@@ -41,9 +41,6 @@ from .inference import (
 )
 
 logger = logging.getLogger(__name__)
-
-MODES = ("dense", "crop")
-MASK_SOURCES = ("gt", "json", "model")
 
 # A scorer replacing CLIP (e.g. an oracle in tests): (input dict, N×H×W bool masks, vocabulary) -> N×K probabilities.
 ScoreFn = Callable[[Dict, torch.Tensor, Sequence[str]], torch.Tensor]
@@ -161,10 +158,8 @@ class ZeroShotMaskClassifier(nn.Module):
             score_fn: replaces CLIP's scoring (oracle experiments and tests).
         """
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"MODEL.MASK_CLASSIFIER.MODE must be one of {MODES}, got '{mode}'")
-        if crop_style not in CROP_STYLES:
-            raise ValueError(f"MODEL.MASK_CLASSIFIER.CROP_STYLE must be one of {CROP_STYLES}, got '{crop_style}'")
+        check_choice("MODE", mode)
+        check_choice("CROP_STYLE", crop_style)
         self.backbone = backbone
         self.preprocess = ClipPreprocessor(pixel_mean, pixel_std, clip_resolution)
         self.clip_resolution = tuple(clip_resolution)
@@ -197,8 +192,7 @@ class ZeroShotMaskClassifier(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         p, m = cfg.MODEL.PIXELCLIP, cfg.MODEL.MASK_CLASSIFIER
-        if m.MASK_SOURCE not in MASK_SOURCES:
-            raise ValueError(f"MODEL.MASK_CLASSIFIER.MASK_SOURCE must be one of {MASK_SOURCES}, got '{m.MASK_SOURCE}'")
+        check_choice("MASK_SOURCE", m.MASK_SOURCE)
         proposal_model, proposal_format = None, cfg.INPUT.FORMAT
         if m.MASK_SOURCE == "model":
             proposal_model, proposal_format = build_proposal_model(
