@@ -17,10 +17,9 @@ from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import build_checkpointer
-from .data import build_mapper
+from .data import build_mapper, build_test_mapper
 from .data.checks import check_test_datasets
 from .data.skips import SkipAwareMapDataset, SkipCounter, format_skips
-from .data.test_mapper import SemanticTestMapper
 from .data.vocabulary import check_vocabulary
 from .errors import EvaluationError, PixelCLIPError, one_line
 from .solver import build_optimizer
@@ -149,7 +148,7 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        mapper = SemanticTestMapper(cfg)
+        mapper = build_test_mapper(cfg, dataset_name)
         return build_detection_test_loader(cfg, dataset_name, mapper=mapper, batch_size=cfg.TEST.IMS_PER_BATCH)
 
     @classmethod

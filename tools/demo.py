@@ -29,7 +29,7 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
 from pixelclip.checkpoint import build_checkpointer  # noqa: E402
-from pixelclip.data.test_mapper import SemanticTestMapper  # noqa: E402
+from pixelclip.data.mappers import SemanticTestMapper  # noqa: E402
 from pixelclip.data.vocabulary import load_vocabulary  # noqa: E402
 from pixelclip.errors import DatasetError  # noqa: E402
 from pixelclip.preflight import check_model_weights, check_output_dir  # noqa: E402

@@ -56,7 +56,7 @@ def add_mask_classification_config(cfg: CN) -> None:
     M.PROPOSAL_MODEL.SCORE_THRESHOLD = 0.0  # proposals with a lower score are dropped
     M.PROPOSAL_MODEL.USE_CLASS_SCORES = True  # ensemble the proposal model's own class scores with CLIP's (ALPHA / BETA)
     if "TEST_MAPPER_NAME" not in cfg.INPUT:  # another framework's value is kept
-        cfg.INPUT.TEST_MAPPER_NAME = ""  # "" = PixelCLIP's SemanticTestMapper; else a pixelclip MAPPER_REGISTRY name
+        cfg.INPUT.TEST_MAPPER_NAME = ""  # "" = PixelCLIP's pixelclip_semantic_test; else a pixelclip MAPPER_REGISTRY name
 
 
 def get_mask_classification_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CN:

@@ -8,7 +8,7 @@ resolution (``height``×``width``, where predictions are evaluated) and cover th
 resized image, so the model maps one onto the other by normalised coordinates.
 
 Registered in PixelCLIP's mapper registry (``pixelclip.data.MAPPER_REGISTRY``) as
-``mask_classification``; ``INPUT.TEST_MAPPER_NAME`` selects it in this project's ``train_net.py``.
+``mask_classification``; ``INPUT.TEST_MAPPER_NAME`` selects it (``pixelclip.data.build_test_mapper``).
 """
 import logging
 import os
@@ -21,8 +21,8 @@ from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 
 from pixelclip.data.mask_io import decode_masks, read_mask_file
-from pixelclip.data.registry import MAPPER_REGISTRY, register_mapper
-from pixelclip.data.test_mapper import SemanticTestMapper
+from pixelclip.data.mappers import SemanticTestMapper
+from pixelclip.data.registry import register_mapper
 
 from .config import check_choice
 
@@ -177,14 +177,3 @@ class MaskClassificationMapper(SemanticTestMapper):
 
 register_mapper("mask_classification")(MaskClassificationMapper)  # INPUT.TEST_MAPPER_NAME "mask_classification"
 
-
-def build_test_mapper(cfg, dataset_name: str):
-    """The test-time mapper ``INPUT.TEST_MAPPER_NAME`` names, set up for ``dataset_name`` (its
-    metadata: ignore label, number of classes); None when the name is "" (PixelCLIP's own
-    ``SemanticTestMapper`` applies)."""
-    if not cfg.INPUT.TEST_MAPPER_NAME:
-        return None
-    single = cfg.clone()
-    single.defrost()
-    single.DATASETS.TEST = (dataset_name,)  # the mapper reads this dataset's metadata
-    return MAPPER_REGISTRY.get(cfg.INPUT.TEST_MAPPER_NAME)(single, False)
