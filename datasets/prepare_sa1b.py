@@ -27,7 +27,6 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pixelclip.data.datasets.unlabeled_folder import IMAGE_EXTENSIONS, list_files
 from pixelclip.data.mask_io import (
     TEMP_MARKER,
     MaskFileError,
@@ -36,6 +35,7 @@ from pixelclip.data.mask_io import (
     read_mask_file,
     write_mask_file,
 )
+from pixelclip.utils.files import IMAGE_EXTENSIONS, list_files
 from pixelclip.utils.io import atomic_write
 
 logger = logging.getLogger("pixelclip.datasets.prepare_sa1b")

@@ -39,7 +39,6 @@ from pixelclip.visualization import class_colors, overlay, save_label_png, save_
 logger = logging.getLogger("pixelclip.tools.demo")
 
 MAX_FULL_LEGEND = 40  # longer vocabularies: the legend lists only the classes present in the image
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def list_images(inputs: Sequence[str]) -> List[Tuple[str, str]]:

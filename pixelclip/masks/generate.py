@@ -19,7 +19,6 @@ from detectron2.data import detection_utils as utils
 from pycocotools import mask as mask_util
 from tqdm import tqdm
 
-from ..data.datasets.unlabeled_folder import IMAGE_EXTENSIONS, MASK_SUFFIX, list_files
 from ..data.mask_io import (
     TEMP_MARKER,
     MaskFileError,
@@ -28,6 +27,7 @@ from ..data.mask_io import (
     rle_objects,
     write_mask_file,
 )
+from ..utils.files import IMAGE_EXTENSIONS, MASK_SUFFIX, list_files
 from ..utils.io import atomic_write
 
 __all__ = [

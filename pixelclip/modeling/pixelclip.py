@@ -6,13 +6,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ..clip.dense import dense_features
 from ..clip.text import SINGLE_TEMPLATE, LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
+from ..data.vocabulary import default_vocabulary
 from ..utils.modules import hold_reference
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
@@ -22,20 +22,6 @@ from .preprocess import ClipPreprocessor
 from .scoring import cosine_logits
 
 logger = logging.getLogger(__name__)
-
-
-def default_vocabulary(cfg) -> Optional[List[str]]:
-    """``TEST.VOCABULARY`` if set, else the first test dataset's ``stuff_classes`` (None if neither)."""
-    spec = cfg.MODEL.PIXELCLIP.TEST.VOCABULARY
-    if spec:
-        from ..data.vocabulary import load_vocabulary
-
-        return load_vocabulary(spec)
-    for name in cfg.DATASETS.TEST:
-        classes = MetadataCatalog.get(name).get("stuff_classes", None)
-        if classes:
-            return list(classes)
-    return None
 
 
 def _init_words(spec: str) -> List[str]:

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 def read_labels(path: str) -> np.ndarray:
     """A single-channel class-id map (8- or 16-bit PNG/TIFF) as int64 H×W, numpy-2-safe."""
-    from pixelclip.evaluation import read_label_file
+    from pixelclip.data.label_io import read_label_file
 
     return read_label_file(path, dtype=np.int64)
 

@@ -25,8 +25,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
 from pixelclip.clip.text import TextEncoder, VocabularyClassifier, get_templates
+from pixelclip.data.vocabulary import default_vocabulary
 from pixelclip.modeling.pooling import dense_mask_embeddings
-from pixelclip.modeling.pixelclip import default_vocabulary
 from pixelclip.modeling.preprocess import ClipPreprocessor
 from pixelclip.modeling.scoring import cosine_logits
 from pixelclip.utils.modules import hold_reference
