@@ -167,19 +167,17 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
 
 
 def build_sem_seg_evaluator(
-    cfg, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True
+    dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True
 ) -> SemSegEvaluator:
     """A ``SemSegEvaluator`` for a registered semantic-segmentation dataset.
 
     Args:
-        cfg: the config (unused for now; kept for the ``build_evaluator`` signature).
         dataset_name: a dataset with ``stuff_classes`` and ``ignore_label`` metadata whose dicts
             have ``file_name`` and ``sem_seg_file_name``. Each label file must have the size of the
             prediction (the input's ``height``×``width``).
         output_dir: where D2 writes ``sem_seg_predictions.json`` and ``sem_seg_evaluation.pth``.
         distributed: gather the confusion matrices of all ranks.
     """
-    del cfg
     meta = MetadataCatalog.get(dataset_name)
     classes = meta.get("stuff_classes", None)
     ignore_label = meta.get("ignore_label", None)

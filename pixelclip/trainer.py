@@ -163,7 +163,7 @@ class Trainer(DefaultTrainer):
         from .evaluation import build_sem_seg_evaluator
 
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return build_sem_seg_evaluator(cfg, dataset_name, output_folder)
+        return build_sem_seg_evaluator(dataset_name, output_folder)
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):

@@ -62,17 +62,14 @@ def _resize_nearest(masks: torch.Tensor, size: int) -> torch.Tensor:
     return masks.bool()[:, rows][:, :, cols]
 
 
-def resize_masks(masks: torch.Tensor, size: int, max_masks: int) -> torch.Tensor:
-    """N×H×W bool masks -> M×size×size (nearest), dropping masks with ≤1 pixel left (the release's filter) and,
-    when ``max_masks`` > 0, keeping the ``max_masks`` largest (0 keeps all, in their order, as the release)."""
+def resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
+    """N×H×W bool masks -> M×size×size (nearest), dropping masks with ≤1 pixel left (the release's filter);
+    the others stay in their order. (MAX_MASKS is applied once, by the training mapper.)"""
     if masks.numel() == 0:
         return masks.new_zeros((0, size, size), dtype=torch.bool)
     small = _resize_nearest(masks, size)
     area = small.flatten(1).sum(1)
-    small, area = small[area > 1], area[area > 1]
-    if 0 < max_masks < len(small):
-        small = small[area.argsort(descending=True)[:max_masks]]
-    return small
+    return small[area > 1]
 
 
 @torch.no_grad()

@@ -102,7 +102,6 @@ class PixelCLIP(nn.Module):
         prompt_init_words: Sequence[str] = (),
         learn_prompts: bool = True,
         mask_resolution: int = 256,
-        max_masks: int = 0,
         eps: float = 100.0,
         sinkhorn_iters: int = 3,
         use_momentum: bool = True,
@@ -129,7 +128,6 @@ class PixelCLIP(nn.Module):
         self.classifier = VocabularyClassifier(self.text_encoder, test_templates)
         self.teacher = MomentumEncoder(backbone.visual, momentum) if use_momentum else None
         self.mask_resolution = mask_resolution
-        self.max_masks = max_masks
         self.eps = eps
         self.sinkhorn_iters = sinkhorn_iters
         self.test_feature_resolution = test_feature_resolution
@@ -168,7 +166,6 @@ class PixelCLIP(nn.Module):
             "prompt_init_words": _init_words(p.PROMPT_INIT_WORDS),
             "learn_prompts": p.LEARN_PROMPTS,
             "mask_resolution": p.MASK_RESOLUTION,
-            "max_masks": p.MAX_MASKS,
             "eps": p.EPS,
             "sinkhorn_iters": p.SINKHORN_ITERS,
             "use_momentum": p.USE_MOMENTUM,
@@ -221,7 +218,7 @@ class PixelCLIP(nn.Module):
                 else:
                     gt = inst.gt_masks
                     raw.append((gt.tensor if hasattr(gt, "tensor") else gt).to(self.device).bool())
-        return [resize_masks(m, self.mask_resolution, self.max_masks) for m in raw]
+        return [resize_masks(m, self.mask_resolution) for m in raw]
 
     def losses(self, batched_inputs: List[Dict]) -> Dict[str, torch.Tensor]:
         weak = self.preprocess.batch([x["image"] for x in batched_inputs])

@@ -92,7 +92,7 @@ def test_oracle_on_ground_truth_masks(ade_mini, tmp_path, confusion):
     labels_by_file = {str(f): lab for f, lab in zip(mini.image_files, mini.labels)}
     model = ZeroShotMaskClassifier(cfg, score_fn=_oracle(labels_by_file, confusion)).eval()
     loader = _train_net().Trainer.build_test_loader(cfg, name)
-    evaluator = build_sem_seg_evaluator(cfg, name, str(tmp_path / "eval"))
+    evaluator = build_sem_seg_evaluator(name, str(tmp_path / "eval"))
     results = inference_on_dataset(model, loader, evaluator)["sem_seg"]
     expected = _expected_miou(mini.labels, mini.num_classes, mini.ignore_label, confusion)
     if not confusion:
