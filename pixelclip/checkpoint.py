@@ -155,12 +155,12 @@ class PixelCLIPCheckpointer(DetectionCheckpointer):
         return loaded
 
     def _convert_release(self, checkpoint: dict) -> None:
-        from .export import RELEASE_CLIP_PREFIX, _to_tensors, convert_release_state_dict
+        from .export import RELEASE_CLIP_PREFIX, convert_release_state_dict, to_tensors
 
         state = checkpoint["model"]
         if not any(str(k).startswith(RELEASE_CLIP_PREFIX) for k in state):
             return
-        converted, report = convert_release_state_dict(_to_tensors(state))
+        converted, report = convert_release_state_dict(to_tensors(state))
         for key in report.unplaced:  # reported as unexpected by the check below
             converted[key] = state[key]
         checkpoint["model"] = converted

@@ -34,6 +34,7 @@ from pixelclip.data.vocabulary import load_vocabulary  # noqa: E402
 from pixelclip.errors import DatasetError  # noqa: E402
 from pixelclip.preflight import check_model_weights, check_output_dir  # noqa: E402
 from pixelclip.utils.cli import load_config, run_tool  # noqa: E402
+from pixelclip.utils.files import IMAGE_EXTENSIONS  # noqa: E402
 from pixelclip.visualization import class_colors, overlay, save_label_png, save_panels  # noqa: E402
 
 logger = logging.getLogger("pixelclip.tools.demo")
