@@ -29,7 +29,7 @@ CONFIGS = PROJECT / "configs"
 
 @functools.lru_cache(maxsize=None)
 def _train_net():
-    """The project's train_net.py as a module (loaded once: its Trainer and main)."""
+    """The project's train_net.py as a module (loaded once: its main)."""
     spec = importlib.util.spec_from_file_location("pixelclip_maskcls_train_net", PROJECT / "train_net.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
