@@ -116,6 +116,8 @@ def remap(labels: np.ndarray, mapping: Dict[int, int], default: int, dtype) -> n
     return table[labels].astype(dtype)
 
 
+# The preparation scripts stay light (numpy, PIL): importing pixelclip would load torch and Detectron2,
+# so this keeps its own two atomic writers instead of pixelclip.utils.io.atomic_write.
 def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 

@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import sys
-import uuid
 from multiprocessing import Pool
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -28,7 +27,6 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pixelclip.data.datasets.unlabeled_folder import IMAGE_EXTENSIONS, list_files
 from pixelclip.data.mask_io import (
     TEMP_MARKER,
     MaskFileError,
@@ -37,6 +35,8 @@ from pixelclip.data.mask_io import (
     read_mask_file,
     write_mask_file,
 )
+from pixelclip.utils.files import IMAGE_EXTENSIONS, list_files
+from pixelclip.utils.io import atomic_write
 
 logger = logging.getLogger("pixelclip.datasets.prepare_sa1b")
 
@@ -81,15 +81,9 @@ def _scale_coords(value: Any, sx: float, sy: float) -> Any:
     return [float(v) * (sx if i % 2 == 0 else sy) for i, v in enumerate(value)]
 
 
-def _atomic_save_image(image: Image.Image, path: str, quality: int) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        image.save(tmp, format="JPEG", quality=quality)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _copy_into(src: str, f) -> None:
+    with open(src, "rb") as source:
+        shutil.copyfileobj(source, f)
 
 
 def prepare_one(job: Tuple[str, str, str, int, int]) -> Tuple[str, Optional[str], int]:
@@ -107,12 +101,11 @@ def prepare_one(job: Tuple[str, str, str, int, int]) -> Tuple[str, Optional[str]
         new_hw = resized_size(height, width, short_side)
         if new_hw == (height, width):
             annotations = record["annotations"]
-            os.makedirs(os.path.dirname(dst_image), exist_ok=True)
-            shutil.copyfile(src_image, dst_image + ".tmp-copy")
-            os.replace(dst_image + ".tmp-copy", dst_image)
+            atomic_write(dst_image, writer=lambda f: _copy_into(src_image, f))
         else:
             annotations = resize_annotations(record["annotations"], (height, width), new_hw, src_masks)
-            _atomic_save_image(image.resize((new_hw[1], new_hw[0]), Image.BILINEAR), dst_image, quality)
+            resized = image.resize((new_hw[1], new_hw[0]), Image.BILINEAR)
+            atomic_write(dst_image, writer=lambda f: resized.save(f, format="JPEG", quality=quality))
         info = dict(record["image"], file_name=os.path.basename(dst_image), height=new_hw[0], width=new_hw[1])
         write_mask_file(dst_masks, info, annotations)  # last: its presence marks the image done
         return rel, None, len(annotations)
@@ -159,8 +152,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                "masks_per_image": masks / max(done, 1), "short_side": args.short_side}
     logger.info(f"Prepared {done} images ({summary['masks_per_image']:.1f} masks/image), {len(errors)} failed")
     os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, "prepare_sa1b_summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    atomic_write(os.path.join(args.output, "prepare_sa1b_summary.json"), json.dumps(summary, indent=2))
     return summary
 
 

@@ -10,8 +10,9 @@ with three changes:
   shape, it stops with one :class:`~pixelclip.errors.CheckpointError` naming the file and what
   was missing / unexpected (counts and a few names). D2 only logs this, and ``--eval-only`` then
   scores the untouched initial model. ``MODEL.PIXELCLIP.ALLOW_PARTIAL_WEIGHTS True`` loads such
-  a file anyway (with a warning). Shared modules (the frozen text tower is reachable under
-  several names) count as loaded when any of their names is in the file.
+  a file anyway (with a warning). Checkpoints of the older layout, which also stored the frozen
+  text tower under ``text_encoder.``, ``prompts.text_encoder.`` and ``classifier.text_encoder.`` (copies
+  of ``backbone.clip_model.*``), load: those copies are dropped (:func:`drop_text_tower_copies`).
 * a checkpoint of the authors' release (``sem_seg_head.predictor.clip_model.*``) is converted on
   the fly with :func:`pixelclip.export.convert_release_state_dict` (the conversion
   ``tools/export_clip.py import-release`` writes to disk), and then checked the same way.
@@ -34,9 +35,11 @@ from .utils.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PixelCLIPCheckpointer", "build_checkpointer", "load_report", "describe_keys"]
+__all__ = ["PixelCLIPCheckpointer", "build_checkpointer", "load_report", "describe_keys", "drop_text_tower_copies"]
 
 _IMAGE_ENCODER = re.compile(r"(^|\.)clip_model\.visual\.")
+# where the older layout stored copies of the text tower (the modules that now only reference it)
+_TEXT_TOWER_COPY = re.compile(r"^(module\.)?(.*\.)?text_encoder\.")
 _FEW = 3  # names quoted per list in a message
 ALLOW_PARTIAL_KEY = "MODEL.PIXELCLIP.ALLOW_PARTIAL_WEIGHTS"
 
@@ -48,12 +51,16 @@ def describe_keys(keys: Sequence[str], noun: str = "keys", few: int = _FEW) -> s
     return f"{len(keys)} {noun} ({', '.join(keys[:few])}{more})"
 
 
-def _aliases(model: nn.Module) -> Dict[str, List[str]]:
-    """state-dict key -> every key of the same tensor (shared modules appear under several names)."""
-    by_tensor: Dict[int, List[str]] = defaultdict(list)
-    for key, value in model.state_dict(keep_vars=True).items():
-        by_tensor[id(value)].append(key)
-    return {key: names for names in by_tensor.values() for key in names}
+def drop_text_tower_copies(state: Dict[str, object], model_keys) -> List[str]:
+    """Remove, in place, the keys of ``state`` that copy the frozen text tower under a ``text_encoder.``
+    name the model does not have (the older layout: ``text_encoder.*``, ``prompts.text_encoder.*``,
+    ``classifier.text_encoder.*``, the same tensors as ``backbone.clip_model.*``). Returns them."""
+    model_keys = set(model_keys)
+    dropped = [k for k in state if _TEXT_TOWER_COPY.match(k) and k not in model_keys
+               and (k[len("module."):] if k.startswith("module.") else k) not in model_keys]
+    for k in dropped:
+        del state[k]
+    return dropped
 
 
 def _part_of(key: str, model_params: Mapping[str, nn.Parameter]) -> Optional[str]:
@@ -75,35 +82,25 @@ def load_report(model: nn.Module, loaded_keys: Sequence[str], incompatible) -> D
         loaded_keys: keys of the checkpoint's state dict (after D2's prefix handling).
         incompatible: ``_IncompatibleKeys`` from D2's ``_load_model``.
     Returns:
-        ``{"missing": {part: [keys]}`` (required parts only, each tensor once), ``"optional_missing"``:
+        ``{"missing": {part: [keys]}`` (required parts only), ``"optional_missing"``:
         [keys], ``"unexpected"``: [keys], ``"shapes"``: [(key, checkpoint shape, model shape)]}``.
     """
-    aliases = _aliases(model)
-    params = dict(model.named_parameters(remove_duplicate=False))
+    params = dict(model.named_parameters())
     bad_shape = {k for k, _, _ in incompatible.incorrect_shapes}
     filled = set(loaded_keys) - bad_shape
     missing: Dict[str, List[str]] = defaultdict(list)
     optional: List[str] = []
-    seen = set()
     for key in incompatible.missing_keys:
-        names = aliases.get(key, [key])
-        if any(n in filled for n in names) or names[0] in seen:
-            continue  # loaded under another name, or already counted
-        seen.add(names[0])
-        # a tensor is required if any of its names is (the image tower may be shared with a teacher)
-        part = next((p for p in (_part_of(n, params) for n in names) if p), None)
+        if key in filled:
+            continue
+        part = _part_of(key, params)
         if part is None:
             optional.append(key)
         else:
             missing[part].append(key)
-    # one entry per tensor (shared modules appear under several names), required parts first
-    shapes, seen_shapes = [], set()
-    for k, a, b in incompatible.incorrect_shapes:
-        first = aliases.get(k, [k])[0]
-        if first not in seen_shapes:
-            seen_shapes.add(first)
-            shapes.append((k, tuple(a), tuple(b)))
-    shapes.sort(key=lambda item: _part_of(item[0], params) is None)
+    # required parts first
+    shapes = sorted(((k, tuple(a), tuple(b)) for k, a, b in incompatible.incorrect_shapes),
+                    key=lambda item: _part_of(item[0], params) is None)
     return {"missing": dict(missing), "optional_missing": optional,
             "unexpected": list(incompatible.unexpected_keys), "shapes": shapes}
 
@@ -158,12 +155,12 @@ class PixelCLIPCheckpointer(DetectionCheckpointer):
         return loaded
 
     def _convert_release(self, checkpoint: dict) -> None:
-        from .export import RELEASE_CLIP_PREFIX, _to_tensors, convert_release_state_dict
+        from .export import RELEASE_CLIP_PREFIX, convert_release_state_dict, to_tensors
 
         state = checkpoint["model"]
         if not any(str(k).startswith(RELEASE_CLIP_PREFIX) for k in state):
             return
-        converted, report = convert_release_state_dict(_to_tensors(state))
+        converted, report = convert_release_state_dict(to_tensors(state))
         for key in report.unplaced:  # reported as unexpected by the check below
             converted[key] = state[key]
         checkpoint["model"] = converted
@@ -174,6 +171,10 @@ class PixelCLIPCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint):
         self._convert_release(checkpoint)
+        dropped = drop_text_tower_copies(checkpoint["model"], self.model.state_dict().keys())
+        if dropped:
+            logger.info("%s: ignored %d copies of the text tower of the older checkpoint layout (%s...); it is "
+                        "loaded from backbone.clip_model.*", self._path, len(dropped), dropped[0])
         loaded_keys = [k[len("module."):] if k.startswith("module.") else k for k in checkpoint["model"]]
         incompatible = super()._load_model(checkpoint)
         report = load_report(self.model, loaded_keys, incompatible)

@@ -60,7 +60,8 @@ def add_pixelclip_config(cfg: CN) -> None:
     # --- online clustering (pixelclip/modeling/clustering.py) ---
     P.MASK_RESOLUTION = 256  # side of the square grid where masks, mask features and targets live
     # 0 = every mask (the release clusters them all: its MAX_MASKS is read but unused); N > 0 keeps the N largest
-    # per image, a memory guard for images with very many masks (the mapper and the model both apply it)
+    # per image (largest after the crop), a memory guard for images with very many masks; applied by the
+    # training mapper to file masks (online DINO masks number MODEL.DINO.NUM_CLUSTERS)
     P.MAX_MASKS = 0
     P.EPS = 100.0  # scale of the cosine logits fed to Sinkhorn-Knopp (ε)
     P.SINKHORN_ITERS = 3  # Sinkhorn-Knopp iterations

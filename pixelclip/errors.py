@@ -49,6 +49,10 @@ class CheckpointError(PixelCLIPError, RuntimeError):
     """A checkpoint (``MODEL.WEIGHTS``) that is missing, unreadable, or does not fit the model."""
 
 
+class ExportError(PixelCLIPError, RuntimeError):
+    """A checkpoint that cannot be exported, merged or imported; the message says why."""
+
+
 class DatasetError(PixelCLIPError, FileNotFoundError):
     """A dataset whose files are missing or do not pair up."""
 

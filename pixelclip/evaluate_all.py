@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -36,6 +35,7 @@ from detectron2.utils.env import seed_all_rng
 
 from .checkpoint import build_checkpointer
 from .clip.dense_modes import DENSE_MODES, check_dense_mode
+from .utils.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -215,20 +215,6 @@ def evaluate_methods(cfg, methods: Sequence[str], output_dir: str, weights: Opti
 # ----------------------------------------------------------------------------------------------
 # files
 # ----------------------------------------------------------------------------------------------
-def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def cell_path(output_dir: str, method: str, benchmark: str) -> str:
     """Where the result of one cell is kept: ``<output>/cells/<method>/<benchmark>.json``."""
     return os.path.join(output_dir, "cells", method, f"{benchmark}.json")
@@ -301,8 +287,8 @@ def format_table(table: dict) -> str:
 def write_table(table: dict, output_dir: str) -> str:
     """``table.json`` and ``table.md`` in ``output_dir`` (atomic); returns the Markdown."""
     text = format_table(table)
-    _atomic_write(os.path.join(output_dir, "table.json"), json.dumps(table, indent=2, allow_nan=False) + "\n")
-    _atomic_write(os.path.join(output_dir, "table.md"), text)
+    atomic_write(os.path.join(output_dir, "table.json"), json.dumps(table, indent=2, allow_nan=False) + "\n")
+    atomic_write(os.path.join(output_dir, "table.md"), text)
     return text
 
 
@@ -361,7 +347,7 @@ def evaluate_all(cfg, methods: Sequence[Method], benchmarks: Sequence[Tuple[str,
                 ("checkpoint", m.checkpoint), ("dense_mode", m.dense_mode), ("fingerprint", fingerprint),
                 ("images", images[dataset]), ("seconds", round(seconds, 3)), ("metrics", metrics),
             ])
-            _atomic_write(cell_path(output_dir, m.name, column), json.dumps(record, indent=2, allow_nan=False) + "\n")
+            atomic_write(cell_path(output_dir, m.name, column), json.dumps(record, indent=2, allow_nan=False) + "\n")
             write_table(build_table(cfg, methods, benchmarks, output_dir, fingerprints), output_dir)
         elapsed = time.perf_counter() - start
         eta = elapsed / max(done_images, 1) * (total - done_images)

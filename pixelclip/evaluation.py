@@ -14,46 +14,14 @@ import numpy as np
 import pycocotools.mask as mask_util
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import SemSegEvaluator
-from detectron2.utils.file_io import PathManager
-from PIL import Image, UnidentifiedImageError
 
+from .data.label_io import read_label_file
 from .utils.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_METRICS = ("mIoU", "fwIoU", "mACC", "pACC")
 SUMMARY_COUNT = "images"  # number of evaluated images, a column of the summary
-# PIL modes of single-channel class-id maps: 8-bit gray / palette indices, 16-bit, 32-bit integer.
-_LABEL_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I;16N", "I")
-
-
-def read_label_file(path: str, dtype=np.int64) -> np.ndarray:
-    """Read a single-channel class-id map (8-bit or 16-bit PNG / TIFF; palette PNGs give indices).
-
-    Returns:
-        H×W array of ``dtype``. Raises ``FileNotFoundError`` / ``ValueError`` naming the file when
-        it is missing, unreadable, or not a single-channel label map.
-    """
-    try:
-        with PathManager.open(path, "rb") as f, Image.open(f) as img:
-            img.load()
-            mode = img.mode
-            if mode not in _LABEL_MODES:
-                raise ValueError(
-                    f"label file {path} has image mode {mode!r}; expected a single-channel "
-                    "class-id map (8-bit or 16-bit). Colour-coded labels must be converted first "
-                    "(datasets/prepare_*.py)"
-                )
-            array = np.array(img)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"label file not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as e:
-        raise ValueError(f"label file {path} is corrupt or not an image ({e})") from None
-    if array.ndim != 2:
-        raise ValueError(f"label file {path} has shape {array.shape}; expected H×W")
-    return array.astype(dtype, copy=False)
-
-
 class SemSegLabelLoader:
     """``sem_seg_loading_fn`` for ``SemSegEvaluator``: reads a label file and checks it against
     the dataset (image size, class ids below ``num_classes`` or equal to ``ignore_label``)."""
@@ -199,19 +167,17 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
 
 
 def build_sem_seg_evaluator(
-    cfg, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True
+    dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True
 ) -> SemSegEvaluator:
     """A ``SemSegEvaluator`` for a registered semantic-segmentation dataset.
 
     Args:
-        cfg: the config (unused for now; kept for the ``build_evaluator`` signature).
         dataset_name: a dataset with ``stuff_classes`` and ``ignore_label`` metadata whose dicts
             have ``file_name`` and ``sem_seg_file_name``. Each label file must have the size of the
             prediction (the input's ``height``×``width``).
         output_dir: where D2 writes ``sem_seg_predictions.json`` and ``sem_seg_evaluation.pth``.
         distributed: gather the confusion matrices of all ranks.
     """
-    del cfg
     meta = MetadataCatalog.get(dataset_name)
     classes = meta.get("stuff_classes", None)
     ignore_label = meta.get("ignore_label", None)

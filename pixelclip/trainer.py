@@ -9,17 +9,17 @@ import torch
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.build import _train_loader_from_config
 from detectron2.data.common import DatasetFromList
-from detectron2.engine import AMPTrainer, DefaultTrainer, HookBase, SimpleTrainer
+from detectron2.engine import DefaultTrainer, HookBase
+from detectron2.engine import defaults as d2_defaults
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import build_checkpointer
-from .data import build_mapper
+from .data import build_mapper, build_test_mapper
 from .data.checks import check_test_datasets
 from .data.skips import SkipAwareMapDataset, SkipCounter, format_skips
-from .data.test_mapper import SemanticTestMapper
 from .data.vocabulary import check_vocabulary
 from .errors import EvaluationError, PixelCLIPError, one_line
 from .solver import build_optimizer
@@ -44,12 +44,23 @@ logging.getLogger("detectron2.engine.train_loop").addFilter(_UserErrorsInOneLine
 
 
 def create_ddp_model_any_device(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
-    """D2's ``create_ddp_model``, except that a CPU model (gloo) is wrapped without ``device_ids``."""
-    if comm.get_world_size() == 1:
-        return model
-    if next(model.parameters()).device.type == "cpu":
-        return DistributedDataParallel(model, **kwargs)
+    """D2's ``create_ddp_model``, except that a CPU model (gloo) is wrapped without ``device_ids`` (D2
+    passes the local rank, a CUDA device)."""
+    if comm.get_world_size() > 1 and next(model.parameters()).device.type == "cpu":
+        kwargs.setdefault("device_ids", None)
     return create_ddp_model(model, **kwargs)
+
+
+@contextmanager
+def _ddp_on_any_device():
+    """Within the block, ``DefaultTrainer.__init__``'s call of ``create_ddp_model`` (looked up in
+    ``detectron2.engine.defaults``) is :func:`create_ddp_model_any_device`."""
+    original = d2_defaults.create_ddp_model
+    d2_defaults.create_ddp_model = create_ddp_model_any_device
+    try:
+        yield
+    finally:
+        d2_defaults.create_ddp_model = original
 
 
 @contextmanager
@@ -97,28 +108,22 @@ class Trainer(DefaultTrainer):
     loads, writes atomically); skipped training samples are counted and reported."""
 
     def __init__(self, cfg):
-        # DefaultTrainer.__init__, but DDP-wrapping that also works for CPU models (gloo).
-        super(DefaultTrainer, self).__init__()
-        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
-            setup_logger()
         if not logging.getLogger("pixelclip").handlers:  # used as a library, without tools/train_net.py
             setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="pixelclip", abbrev_name="pixelclip")
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
-        model = create_ddp_model_any_device(model, broadcast_buffers=False)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = build_checkpointer(cfg, model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        self.start_iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
-        self.cfg = cfg
-        hooks = self.build_hooks()
-        counter = getattr(data_loader, "pixelclip_skip_counter", None)
+        with _ddp_on_any_device():  # DDP for CPU models (gloo) too
+            super().__init__(cfg)
+
+    def build_hooks(self):
+        """D2's hooks, checkpointing with :class:`~pixelclip.checkpoint.PixelCLIPCheckpointer` (it
+        replaces ``DefaultTrainer``'s, which ``resume_or_load`` and the periodic checkpointer use), and
+        the report of skipped training samples at the end."""
+        self.checkpointer = build_checkpointer(self.cfg, self._trainer.model, self.cfg.OUTPUT_DIR,
+                                               trainer=weakref.proxy(self))
+        hooks = super().build_hooks()
+        counter = getattr(self._trainer.data_loader, "pixelclip_skip_counter", None)
         if counter is not None:
             hooks.append(SkipReport(counter))
-        self.register_hooks(hooks)
+        return hooks
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -143,7 +148,7 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        mapper = SemanticTestMapper(cfg)
+        mapper = build_test_mapper(cfg, dataset_name)
         return build_detection_test_loader(cfg, dataset_name, mapper=mapper, batch_size=cfg.TEST.IMS_PER_BATCH)
 
     @classmethod
@@ -158,7 +163,7 @@ class Trainer(DefaultTrainer):
         from .evaluation import build_sem_seg_evaluator
 
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return build_sem_seg_evaluator(cfg, dataset_name, output_folder)
+        return build_sem_seg_evaluator(dataset_name, output_folder)
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):

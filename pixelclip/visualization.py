@@ -1,5 +1,4 @@
 """Pictures of predictions: colour overlays with a legend, raw label maps, side-by-side panels."""
-import os
 from typing import List, Optional, Sequence
 
 import matplotlib
@@ -9,6 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from .utils.io import atomic_write  # noqa: E402
 
 
 def class_colors(num_classes: int, seed: int = 0) -> np.ndarray:
@@ -37,9 +38,8 @@ def overlay(image: np.ndarray, labels: np.ndarray, colors: np.ndarray, alpha: fl
 def save_label_png(path: str, labels: np.ndarray) -> None:
     """Raw class ids as an 8-bit PNG, or 16-bit when ids exceed 255 (atomic write)."""
     dtype = np.uint8 if labels.max(initial=0) < 256 else np.uint16
-    tmp = path + ".tmp.png"
-    Image.fromarray(labels.astype(dtype)).save(tmp)
-    os.replace(tmp, path)
+    image = Image.fromarray(labels.astype(dtype))
+    atomic_write(path, writer=lambda f: image.save(f, format="PNG"))
 
 
 def save_panels(path: str, panels: Sequence[np.ndarray], titles: Sequence[str], class_names: Sequence[str],
@@ -59,8 +59,8 @@ def save_panels(path: str, panels: Sequence[np.ndarray], titles: Sequence[str], 
     handles = [Patch(color=colors[i] / 255.0, label=class_names[i]) for i in ids]
     fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
     fig.subplots_adjust(left=0.01, right=1 - 2.0 / fig_w, top=0.88, bottom=0.02, wspace=0.03)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, writer=lambda f: fig.savefig(f, format="png"))
+    finally:
+        plt.close(fig)
     return [h.get_label() for h in handles]

@@ -80,14 +80,34 @@ def test_allow_partial_weights_loads_what_fits_with_a_warning(tmp_path, caplog):
     assert torch.equal(model.backbone.clip_model.visual.conv1.weight, source.backbone.clip_model.visual.conv1.weight)
 
 
-def test_own_checkpoint_without_the_text_tower_aliases_loads(tmp_path):
-    """The frozen text tower is reachable under several names; one of them is enough."""
+def test_the_text_tower_is_stored_once():
+    """The backbone owns the CLIP model; the text encoder, prompts and classifier only reference it."""
+    keys = list(_model().state_dict())
+    assert not [k for k in keys if "text_encoder." in k]
+    assert "backbone.clip_model.token_embedding.weight" in keys and "backbone.clip_model.ln_final.weight" in keys
+    assert "prompts.prompt_tokens" in keys
+
+
+_TEXT_TOWER = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
+
+
+def test_a_checkpoint_of_the_older_layout_with_text_tower_copies_loads(tmp_path, caplog):
+    """Checkpoints written before the text tower had one owner also stored it under text_encoder.*,
+    prompts.text_encoder.* and classifier.text_encoder.*: those copies are dropped, nothing is unexpected."""
     source = _model(seed=3)
-    sd = {k: v for k, v in source.state_dict().items()
-          if not k.startswith(("text_encoder.", "classifier.", "prompts.text_encoder."))}
-    torch.save({"model": sd}, tmp_path / "deduped.pth")
+    sd = dict(source.state_dict())
+    clip = "backbone.clip_model."
+    tower = {k[len(clip):]: v for k, v in sd.items() if k.startswith(clip) and k[len(clip):].startswith(_TEXT_TOWER)}
+    assert "ln_final.weight" in tower and "transformer.resblocks.0.attn.in_proj_weight" in tower
+    for owner in ("text_encoder.", "prompts.text_encoder.", "classifier.text_encoder."):
+        sd.update({owner + k: v.clone() for k, v in tower.items()})
+    torch.save({"model": sd}, tmp_path / "old_layout.pth")
     model = _model(seed=4)
-    PixelCLIPCheckpointer(model).load(str(tmp_path / "deduped.pth"))
+    checkpointer = PixelCLIPCheckpointer(model)
+    checkpointer._path = str(tmp_path / "old_layout.pth")
+    incompatible = checkpointer._load_model({"model": torch.load(tmp_path / "old_layout.pth")["model"]})
+    assert incompatible.unexpected_keys == [] and incompatible.missing_keys == []
+    PixelCLIPCheckpointer(model).load(str(tmp_path / "old_layout.pth"))  # the public path, too
     for k, v in source.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
 

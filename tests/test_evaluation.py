@@ -81,7 +81,7 @@ def _mini(tmp_path):
 
 def test_evaluator_rejects_wrong_vocabulary_size_and_labels(tmp_path):
     mini, name, dicts = _mini(tmp_path)
-    evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / "eval"))
+    evaluator = build_sem_seg_evaluator(name, str(tmp_path / "eval"))
     evaluator.reset()
     h, w = mini.labels[0].shape
     with pytest.raises(ValueError, match="K = 150"):
@@ -102,7 +102,7 @@ def test_evaluator_rejects_wrong_vocabulary_size_and_labels(tmp_path):
 def test_evaluator_reports_a_label_of_the_wrong_size(tmp_path):
     mini, name, dicts = _mini(tmp_path)
     Image.fromarray(np.zeros((5, 5), dtype=np.uint8)).save(mini.label_files[0])
-    evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / "eval"))
+    evaluator = build_sem_seg_evaluator(name, str(tmp_path / "eval"))
     evaluator.reset()
     logits = one_hot_logits(mini.labels[0], 150, 255)
     with pytest.raises(ValueError, match=f"{mini.label_files[0].name} is 5×5"):
@@ -113,7 +113,7 @@ def test_build_evaluator_needs_a_sem_seg_dataset():
     name = f"test_no_meta_{uuid.uuid4().hex[:8]}"
     DatasetCatalog.register(name, lambda: [])
     with pytest.raises(ValueError, match="stuff_classes"):
-        build_sem_seg_evaluator(None, name, None)
+        build_sem_seg_evaluator(name, None)
 
 
 def test_write_summary_writes_json_and_markdown(tmp_path, caplog):
@@ -154,7 +154,7 @@ def test_write_summary_writes_json_and_markdown(tmp_path, caplog):
 
 def test_summary_values_round_trip_through_the_evaluator(tmp_path):
     mini, name, dicts = _mini(tmp_path)
-    evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / "eval"))
+    evaluator = build_sem_seg_evaluator(name, str(tmp_path / "eval"))
     evaluator.reset()
     for d, gt in zip(dicts, mini.labels):
         evaluator.process([d], [{"sem_seg": one_hot_logits(gt, 150, 255)}])
@@ -171,7 +171,7 @@ def test_evaluator_takes_argmax_labels_with_the_same_metrics_and_json(tmp_path):
     logits = [torch.randn(150, *gt.shape, generator=g) for gt in mini.labels]
     runs = {}
     for kind in ("sem_seg", "sem_seg_labels"):
-        evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / kind))
+        evaluator = build_sem_seg_evaluator(name, str(tmp_path / kind))
         evaluator.reset()
         for d, lg in zip(dicts, logits):
             evaluator.process([d], [{kind: lg if kind == "sem_seg" else lg.argmax(0)}])

@@ -1,5 +1,5 @@
 """Export of the fine-tuned CLIP (open_clip, OpenAI layout, merge into other checkpoints) and import
-of the authors' release layout (pixelclip/export.py, tools/export_clip.py)."""
+of the authors' release layout (pixelclip/export/, tools/export_clip.py)."""
 import importlib.util
 import json
 import os

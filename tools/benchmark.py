@@ -411,7 +411,7 @@ def bench_eval(args, cfg, device) -> List:
     """Per score regime: the dense backbone alone, ``--eval-only`` (Trainer.test, labels output), the
     release's path (batch 1, K×H×W logits, arg-max) and this project's K×H×W logits path (batched)."""
     from pixelclip.data.datasets.ade20k import register_ade20k_150
-    from pixelclip.data.test_mapper import SemanticTestMapper
+    from pixelclip.data.mappers import SemanticTestMapper
     from pixelclip.trainer import Trainer
 
     regimes = args.regimes.split(",")

@@ -29,17 +29,17 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
 from pixelclip.checkpoint import build_checkpointer  # noqa: E402
-from pixelclip.data.test_mapper import SemanticTestMapper  # noqa: E402
+from pixelclip.data.mappers import SemanticTestMapper  # noqa: E402
 from pixelclip.data.vocabulary import load_vocabulary  # noqa: E402
 from pixelclip.errors import DatasetError  # noqa: E402
 from pixelclip.preflight import check_model_weights, check_output_dir  # noqa: E402
 from pixelclip.utils.cli import load_config, run_tool  # noqa: E402
+from pixelclip.utils.files import IMAGE_EXTENSIONS  # noqa: E402
 from pixelclip.visualization import class_colors, overlay, save_label_png, save_panels  # noqa: E402
 
 logger = logging.getLogger("pixelclip.tools.demo")
 
 MAX_FULL_LEGEND = 40  # longer vocabularies: the legend lists only the classes present in the image
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def list_images(inputs: Sequence[str]) -> List[Tuple[str, str]]:

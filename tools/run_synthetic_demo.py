@@ -85,11 +85,12 @@ QUICK_HEADROOM_IMAGES = 6
 # ----------------------------------------------------------------------------------------------
 # small helpers
 # ----------------------------------------------------------------------------------------------
-def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def atomic_write(path: str, data=None, **kwargs) -> str:
+    """pixelclip.utils.io.atomic_write, imported on first use: importing pixelclip registers the synthetic
+    datasets, which must see the world's location that main() puts in the environment first."""
+    from pixelclip.utils.io import atomic_write as write
+
+    return write(path, data, **kwargs)
 
 
 def _read_json(path: str) -> Optional[dict]:
@@ -154,7 +155,7 @@ class Job:
             logger.info("  %-22s clearing %s (written with other settings)", self.name, self.run_dir)
             shutil.rmtree(self.run_dir)
         os.makedirs(self.run_dir, exist_ok=True)
-        _atomic_write(self.marker, json.dumps({"signature": self.signature(), "mIoU": None}, indent=1))
+        atomic_write(self.marker, json.dumps({"signature": self.signature(), "mIoU": None}, indent=1))
         self.started = time.time()
         log = open(os.path.join(self.run_dir, "stdout.log"), "w")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
@@ -173,7 +174,7 @@ class Job:
                 pass
             raise RuntimeError(f"run '{self.name}' failed (exit code {self.proc.returncode}); its log is "
                                f"{os.path.join(self.run_dir, 'stdout.log')}; last lines:\n{tail}")
-        _atomic_write(self.marker, json.dumps({"signature": self.signature(), "mIoU": miou,
+        atomic_write(self.marker, json.dumps({"signature": self.signature(), "mIoU": miou,
                                                "seconds": round(self.seconds, 1)}, indent=1))
         return miou
 
@@ -239,8 +240,8 @@ def draw_overlays(path: str, dataset: str, panels: List[Tuple[str, str, List[str
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from matplotlib.patches import Patch
 
-    from pixelclip.data.test_mapper import SemanticTestMapper
-    from pixelclip.evaluation import read_label_file
+    from pixelclip.data.mappers.semantic_test_dataset_mapper import SemanticTestMapper
+    from pixelclip.data.label_io import read_label_file
 
     meta = MetadataCatalog.get(dataset)
     colors = np.array(meta.stuff_colors, np.uint8)
@@ -280,10 +281,8 @@ def draw_overlays(path: str, dataset: str, panels: List[Tuple[str, str, List[str
     handles = [Patch(color=colors[c] / 255.0, label=name) for c, name in enumerate(meta.stuff_classes)]
     fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, writer=lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def measure_headroom(path: str, config: str, opts: List[str], root: str, dataset: str, num_images: int) -> dict:
@@ -308,7 +307,7 @@ def measure_headroom(path: str, config: str, opts: List[str], root: str, dataset
     finally:
         for lg, level in zip(quiet, levels):
             lg.setLevel(level)
-    _atomic_write(path, json.dumps({"signature": signature, "headroom": headroom}, indent=1))
+    atomic_write(path, json.dumps({"signature": signature, "headroom": headroom}, indent=1))
     return headroom
 
 
@@ -485,11 +484,11 @@ def main(argv=None) -> int:
     # machine the wall time depends on the load, the CPU time much less
     own = resource.getrusage(resource.RUSAGE_SELF)
     results["meta"]["cpu_seconds_this_invocation"] = round(own.ru_utime + own.ru_stime + _children_cpu_seconds(), 1)
-    _atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1) + "\n")
+    atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1) + "\n")
     text = format_results_md(results)
     if args.quick:
         text += "\n(--quick: a few iterations of each stage; these numbers are not a result)\n"
-    _atomic_write(os.path.join(out, "results.md"),
+    atomic_write(os.path.join(out, "results.md"),
                   "# Synthetic-world demo: mIoU on synthetic_val_sem_seg\n\n" + text
                   + f"\nCommand: `{meta['command']}`; machine: {meta['machine']}; seconds per stage of this "
                   f"invocation: {json.dumps(timings)}\n")

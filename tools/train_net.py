@@ -16,39 +16,20 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.engine import default_argument_parser  # noqa: E402
 
 import pixelclip  # noqa: E402,F401  (registers PixelCLIP's components)
-from pixelclip.checkpoint import build_checkpointer  # noqa: E402
-from pixelclip.preflight import preflight, setup_pixelclip_logger  # noqa: E402
-from pixelclip.trainer import Trainer  # noqa: E402
-from pixelclip.utils.cli import WorkerGuard, load_config, run_tool  # noqa: E402
-
-
-def setup(args):
-    cfg = load_config(args.config_file, args.opts)  # the recipe, then the file (which inherits it)
-    default_setup(cfg, args)
-    setup_pixelclip_logger(cfg.OUTPUT_DIR)  # the package's lines go to OUTPUT_DIR/log.txt too
-    return cfg
+from pixelclip.launch import launch_train_net, train_net_main  # noqa: E402
+from pixelclip.utils.cli import run_tool  # noqa: E402
 
 
 def main(args):
-    cfg = setup(args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        build_checkpointer(cfg, model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    """One process (Detectron2's ``train_net.main``): train, or evaluate with ``--eval-only``."""
+    return train_net_main(args)
 
 
 def launch_main():
-    args = default_argument_parser().parse_args()
-    preflight(load_config(args.config_file, args.opts), resume=args.resume, eval_only=args.eval_only)
-    workers = args.num_gpus * args.num_machines
-    launch(WorkerGuard("train_net", main) if workers > 1 else main, args.num_gpus, num_machines=args.num_machines,
-           machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+    launch_train_net(default_argument_parser().parse_args())
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torch import nn
 
+from ..utils.modules import hold_reference
 from .build import blocks_batch_first, freeze
 from .text_cache import TextEmbeddingCache
 
@@ -62,7 +63,9 @@ def get_templates(name: str) -> Tuple[str, ...]:
 class TextEncoder(nn.Module):
     """CLIP's text transformer driven from token embeddings, so learnable slots can be injected.
 
-    Holds (shares) the text modules of an open_clip ``CLIP``; all of them are frozen.
+    Holds (shares) the text modules of an open_clip ``CLIP``; all of them are frozen. The models that
+    use it keep it as a plain reference (:func:`~pixelclip.utils.modules.hold_reference`): the CLIP model
+    is registered once, by the backbone, so its text tower appears once in the state dict.
     """
 
     def __init__(self, clip_model: nn.Module, tokenizer):
@@ -72,12 +75,12 @@ class TextEncoder(nn.Module):
         self.transformer = clip_model.transformer
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
-        self.register_buffer("attn_mask", clip_model.attn_mask, persistent=False)
+        hold_reference(self, "_clip_model", clip_model)  # its causal mask buffer follows the owner's .to()
         self.pool_type = getattr(clip_model, "text_pool_type", "argmax")
         self.eos_token_id = getattr(clip_model, "text_eos_id", None)
         self.tokenizer = tokenizer
         self.context_length = int(clip_model.positional_embedding.shape[0])
-        mask = clip_model.attn_mask
+        mask = self.attn_mask
         if mask is not None:
             above = torch.ones_like(mask, dtype=torch.bool).triu(1)
             self.causal = bool((mask[above] == float("-inf")).all() and (mask[~above] == 0).all())
@@ -91,6 +94,11 @@ class TextEncoder(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.token_embedding.weight.device
+
+    @property
+    def attn_mask(self):
+        """The CLIP model's causal L×L mask buffer (None for a non-causal text tower)."""
+        return getattr(self._clip_model, "attn_mask", None)
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """N texts -> N×L token ids on this module's device."""
@@ -117,7 +125,7 @@ class TextEncoder(nn.Module):
         if self.truncate_context and self.causal and self.pool_type in ("argmax", "eos"):
             length = int(pool.max()) + 1
         x = embeddings[:, :length] + self.positional_embedding[:length].to(embeddings.dtype)
-        attn_mask = None if self.attn_mask is None else self.attn_mask[:length, :length]
+        attn_mask = None if self.attn_mask is None else self.attn_mask[:length, :length].to(x.device)
         # the blocks run here, in their own layout (open_clip < 2.26 is sequence-first, later batch-first)
         sequence_first = not blocks_batch_first(self.transformer)
         if sequence_first:
@@ -150,7 +158,7 @@ class VocabularyClassifier(nn.Module):
     def __init__(self, text_encoder: TextEncoder, templates: Sequence[str] = (SINGLE_TEMPLATE,),
                  batch_size: int = 256):
         super().__init__()
-        self.text_encoder = text_encoder
+        hold_reference(self, "text_encoder", text_encoder)  # not a submodule: the backbone owns the text tower
         self.templates = tuple(templates)
         self.batch_size = batch_size
         self._cache: Dict[tuple, torch.Tensor] = TextEmbeddingCache(text_encoder)  # memory + disk
@@ -200,7 +208,7 @@ class LearnablePrompts(nn.Module):
                  template: str = "A photo of a {} in the scene", init_seed: int = 0, learnable: bool = True,
                  init_words: Sequence[str] = ()):
         super().__init__()
-        self.text_encoder = text_encoder
+        hold_reference(self, "text_encoder", text_encoder)  # not a submodule: the backbone owns the text tower
         tokens = text_encoder.tokenize([template.format(" ".join([self.PLACEHOLDER] * prompt_length))])
         slot_id = int(text_encoder.tokenize([self.PLACEHOLDER])[0, 1])
         slots = (tokens[0] == slot_id).nonzero().flatten()

@@ -14,14 +14,13 @@ from the image size [240, 320]``.
 """
 import json
 import os
-import uuid
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from pycocotools import mask as mask_util
 
 from ..errors import PixelCLIPError
-from ..utils.io import TEMP_MARKER
+from ..utils.io import TEMP_MARKER, atomic_write
 
 __all__ = [
     "MaskFileError",
@@ -33,9 +32,6 @@ __all__ = [
     "rle_counts_problem",
     "TEMP_MARKER",
 ]
-
-# Temporary files are "<target>.tmp-<token>" beside the target, renamed onto it when complete
-# (TEMP_MARKER, shared with pixelclip/utils/io.py).
 
 PathLike = Union[str, os.PathLike]
 
@@ -193,29 +189,10 @@ def _first_bad_rle(rles: Sequence[Mapping[str, Any]]) -> Optional[int]:
 # ----------------------------------------------------------------------------------------------
 # Writing
 # ----------------------------------------------------------------------------------------------
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``,
-    so ``path`` is either absent or complete, even if the process is killed."""
-    path = os.fspath(path)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_mask_file(
     path: PathLike, image_info: Mapping[str, Any], annotations: Sequence[Mapping[str, Any]]
 ) -> None:
-    """Validate and write one SA-1B-style mask file atomically (temp file + ``os.replace``).
+    """Validate and write one SA-1B-style mask file atomically (:func:`pixelclip.utils.io.atomic_write`).
 
     Args:
         path: destination ``.json``.
@@ -227,7 +204,7 @@ def write_mask_file(
         "annotations": [{k: _to_builtin(v) for k, v in ann.items()} for ann in annotations],
     }
     validate_mask_record(record, path=path, allow_empty=True)
-    atomic_write_text(path, json.dumps(record, separators=(",", ":")))
+    atomic_write(path, json.dumps(record, separators=(",", ":")))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Registries: dataset mappers by name (``cfg.INPUT.DATASET_MAPPER_NAME``), and the one way this plugin
+"""Registries: dataset mappers by name (``cfg.INPUT.DATASET_MAPPER_NAME``, ``INPUT.TEST_MAPPER_NAME``), and the one way this plugin
 puts datasets into Detectron2's ``DatasetCatalog`` / ``MetadataCatalog`` without colliding with other
 projects in the same process."""
 import logging
@@ -22,6 +22,21 @@ DATASET_PREFIX = "pixelclip_"
 def build_mapper(cfg, is_train: bool = True):
     """The mapper named by ``cfg.INPUT.DATASET_MAPPER_NAME``, built from ``cfg``."""
     return MAPPER_REGISTRY.get(cfg.INPUT.DATASET_MAPPER_NAME)(cfg, is_train)
+
+
+# the test mapper where the config names none (INPUT.TEST_MAPPER_NAME absent or "")
+DEFAULT_TEST_MAPPER = "pixelclip_semantic_test"
+
+
+def build_test_mapper(cfg, dataset_name: str):
+    """The test-time mapper for ``dataset_name``: the one ``cfg.INPUT.TEST_MAPPER_NAME`` names (a key projects
+    add, e.g. ``mask_classification``), else ``pixelclip_semantic_test``; built from ``cfg`` with
+    ``DATASETS.TEST = (dataset_name,)``, as a mapper may read the dataset's metadata (ignore label, classes)."""
+    name = cfg.INPUT.get("TEST_MAPPER_NAME", "") or DEFAULT_TEST_MAPPER
+    single = cfg.clone()
+    single.defrost()
+    single.DATASETS.TEST = (dataset_name,)
+    return MAPPER_REGISTRY.get(name)(single, False)
 
 
 def register_mapper(name: str):

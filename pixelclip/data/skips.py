@@ -1,7 +1,7 @@
 """Skipped training samples: counted per reason across data-loader workers, reported at the end of
 a run, and a clear stop when no sample of the training set can be used.
 
-The training mapper (``mappers/unlabeled_mapper.py``) returns ``None`` for a corrupt sample, and
+The training mapper (``mappers/unlabeled_dataset_mapper.py``) returns ``None`` for a corrupt sample, and
 Detectron2's ``MapDataset`` then draws another index. Two things were missing:
 
 * a record: :class:`SkipCounter` keeps the counts per reason in a shared-memory tensor with one

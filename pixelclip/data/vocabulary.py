@@ -16,7 +16,7 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -162,3 +162,16 @@ def load_vocabulary(spec: str) -> List[str]:
             f"packaged vocabulary ({', '.join(PACKAGED_VOCABULARIES)}), nor a list of at least "
             "two class names separated by ',' (or ';')", "give one of these")
     return _checked(names, spec)
+
+
+def default_vocabulary(cfg) -> Optional[List[str]]:
+    """The vocabulary a model config names: ``MODEL.PIXELCLIP.TEST.VOCABULARY`` if set, else the first test
+    dataset's ``stuff_classes`` (None if neither)."""
+    spec = cfg.MODEL.PIXELCLIP.TEST.VOCABULARY
+    if spec:
+        return load_vocabulary(spec)
+    for name in cfg.DATASETS.TEST:
+        classes = MetadataCatalog.get(name).get("stuff_classes", None)
+        if classes:
+            return list(classes)
+    return None

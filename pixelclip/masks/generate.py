@@ -19,16 +19,16 @@ from detectron2.data import detection_utils as utils
 from pycocotools import mask as mask_util
 from tqdm import tqdm
 
-from ..data.datasets.unlabeled_folder import IMAGE_EXTENSIONS, MASK_SUFFIX, list_files
 from ..data.mask_io import (
     TEMP_MARKER,
     MaskFileError,
-    atomic_write_text,
     encode_masks,
     read_mask_file,
     rle_objects,
     write_mask_file,
 )
+from ..utils.files import IMAGE_EXTENSIONS, MASK_SUFFIX, list_files
+from ..utils.io import atomic_write
 
 __all__ = [
     "Masker",
@@ -193,7 +193,7 @@ def generate_masks(
     })
     if summary_path is None:
         summary_path = os.path.join(mask_root, f"generate_masks_summary.shard{shard}of{num_shards}.json")
-    atomic_write_text(summary_path, json.dumps(summary, indent=2))
+    atomic_write(summary_path, json.dumps(summary, indent=2))
     logger.info(
         f"Shard {shard}/{num_shards} done: {summary['processed']} processed, {summary['already_done']} already done, "
         f"{summary['failed']} failed; {summary['masks_per_image']['mean']:.1f} masks/image, "

@@ -1,6 +1,6 @@
 """Online clustering of unlabeled masks into K global semantic clusters (PixelCLIP, Sec. 3.3).
 
-Mask features (teacher features averaged inside each mask) are scored against the K prompt
+Mask features (teacher features averaged inside each mask, ``pooling.py``) are scored against the K prompt
 embeddings, balanced by Sinkhorn-Knopp (SwAV, Caron et al. 2020) over the whole global batch, and
 each mask takes its arg-max cluster. Per image and cluster, the union of its masks is the target.
 """
@@ -9,6 +9,9 @@ from typing import List, Tuple
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
+from .pooling import pool_upsampled_features
+from .scoring import cosine_logits
 
 
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
@@ -59,46 +62,14 @@ def _resize_nearest(masks: torch.Tensor, size: int) -> torch.Tensor:
     return masks.bool()[:, rows][:, :, cols]
 
 
-def resize_masks(masks: torch.Tensor, size: int, max_masks: int) -> torch.Tensor:
-    """N×H×W bool masks -> M×size×size (nearest), dropping masks with ≤1 pixel left (the release's filter) and,
-    when ``max_masks`` > 0, keeping the ``max_masks`` largest (0 keeps all, in their order, as the release)."""
+def resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
+    """N×H×W bool masks -> M×size×size (nearest), dropping masks with ≤1 pixel left (the release's filter);
+    the others stay in their order. (MAX_MASKS is applied once, by the training mapper.)"""
     if masks.numel() == 0:
         return masks.new_zeros((0, size, size), dtype=torch.bool)
     small = _resize_nearest(masks, size)
     area = small.flatten(1).sum(1)
-    small, area = small[area > 1], area[area > 1]
-    if 0 < max_masks < len(small):
-        small = small[area.argsort(descending=True)[:max_masks]]
-    return small
-
-
-def pool_mask_features(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Average of C×H×W features inside each of N H×W masks -> N×C."""
-    m = masks.flatten(1).to(features.dtype)  # N×HW
-    return (m @ features.flatten(1).t()) / m.sum(1, keepdim=True).clamp_min(1.0)
-
-
-def _bilinear_matrix(in_size: int, out_size: int, like: torch.Tensor) -> torch.Tensor:
-    """out_size×in_size weights of 1-D bilinear resizing (``align_corners=False``), PyTorch's own:
-    the resized identity (dtype and device of ``like``)."""
-    eye = torch.eye(in_size, dtype=like.dtype, device=like.device)[None, None]  # 1×1×in×in
-    return F.interpolate(eye, size=(out_size, in_size), mode="bilinear", align_corners=False)[0, 0]
-
-
-def pool_upsampled_features(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Average of the bilinearly upsampled C×h×w features inside each of N R×R' masks -> N×C, equal
-    to ``pool_mask_features(F.interpolate(features, (R, R')), masks)`` up to float rounding.
-
-    Upsampling is linear, ``up(f) = Wy f Wxᵀ``, so the sum over a mask m of the upsampled features is
-    the sum of ``f`` weighted by ``Wyᵀ m Wx`` (h×w): the C feature maps are never upsampled (for
-    ViT-B at R = 256: 20×20 instead of 256×256 maps, and a GEMM over 400 instead of 65,536 pixels)."""
-    c, h, w = features.shape
-    n, rh, rw = masks.shape
-    m = masks.to(features.dtype)
-    wy = _bilinear_matrix(h, rh, features)  # R×h
-    wx = _bilinear_matrix(w, rw, features)  # R'×w
-    weights = wy.t() @ (m @ wx)  # N×h×w: each source feature's share of the mask's sum
-    return (weights.view(n, h * w) @ features.reshape(c, h * w).t()) / m.flatten(1).sum(1, keepdim=True).clamp_min(1.0)
+    return small[area > 1]
 
 
 @torch.no_grad()
@@ -125,7 +96,7 @@ def cluster_targets(teacher_features: torch.Tensor, masks: List[torch.Tensor], p
     feats = teacher_features.float()
     mask_feats = [pool_upsampled_features(feats[i], masks[i]) for i in range(b)]
     mask_feats = torch.cat(mask_feats) if mask_feats else feats.new_zeros((0, c))
-    logits = eps * F.normalize(mask_feats, dim=-1) @ F.normalize(prompt_embeddings.float(), dim=-1).t()
+    logits = cosine_logits(mask_feats, prompt_embeddings.float(), eps)
     assignment = sinkhorn(logits, num_iters).argmax(dim=1)
     targets = feats.new_zeros((b, k, r * r))
     valid = torch.zeros((b, r, r), dtype=torch.bool, device=feats.device)

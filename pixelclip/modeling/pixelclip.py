@@ -6,34 +6,22 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
 from ..clip.dense import dense_features
 from ..clip.text import SINGLE_TEMPLATE, LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
+from ..data.vocabulary import default_vocabulary
+from ..utils.modules import hold_reference
 from .cluster_stats import log_cluster_stats
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
 from .postprocess import _linear_taps, argmax_labels, few_threads, resize_logits
 from .preprocess import ClipPreprocessor
+from .scoring import cosine_logits
 
 logger = logging.getLogger(__name__)
-
-
-def default_vocabulary(cfg) -> Optional[List[str]]:
-    """``TEST.VOCABULARY`` if set, else the first test dataset's ``stuff_classes`` (None if neither)."""
-    spec = cfg.MODEL.PIXELCLIP.TEST.VOCABULARY
-    if spec:
-        from ..data.vocabulary import load_vocabulary
-
-        return load_vocabulary(spec)
-    for name in cfg.DATASETS.TEST:
-        classes = MetadataCatalog.get(name).get("stuff_classes", None)
-        if classes:
-            return list(classes)
-    return None
 
 
 def _init_words(spec: str) -> List[str]:
@@ -114,7 +102,6 @@ class PixelCLIP(nn.Module):
         prompt_init_words: Sequence[str] = (),
         learn_prompts: bool = True,
         mask_resolution: int = 256,
-        max_masks: int = 0,
         eps: float = 100.0,
         sinkhorn_iters: int = 3,
         use_momentum: bool = True,
@@ -134,13 +121,13 @@ class PixelCLIP(nn.Module):
         self.decoder = decoder
         self.preprocess = ClipPreprocessor(pixel_mean, pixel_std, clip_resolution)
         self.clip_resolution = tuple(clip_resolution)
-        self.text_encoder = TextEncoder(backbone.clip_model, backbone.tokenizer)
+        # the text tower is the backbone's (one owner in the state dict); the rest hold references to it
+        hold_reference(self, "text_encoder", TextEncoder(backbone.clip_model, backbone.tokenizer))
         self.prompts = LearnablePrompts(self.text_encoder, num_prompts, prompt_length, prompt_template,
                                         prompt_init_seed, learnable=learn_prompts, init_words=prompt_init_words)
         self.classifier = VocabularyClassifier(self.text_encoder, test_templates)
         self.teacher = MomentumEncoder(backbone.visual, momentum) if use_momentum else None
         self.mask_resolution = mask_resolution
-        self.max_masks = max_masks
         self.eps = eps
         self.sinkhorn_iters = sinkhorn_iters
         self.test_feature_resolution = test_feature_resolution
@@ -179,7 +166,6 @@ class PixelCLIP(nn.Module):
             "prompt_init_words": _init_words(p.PROMPT_INIT_WORDS),
             "learn_prompts": p.LEARN_PROMPTS,
             "mask_resolution": p.MASK_RESOLUTION,
-            "max_masks": p.MAX_MASKS,
             "eps": p.EPS,
             "sinkhorn_iters": p.SINKHORN_ITERS,
             "use_momentum": p.USE_MOMENTUM,
@@ -232,7 +218,7 @@ class PixelCLIP(nn.Module):
                 else:
                     gt = inst.gt_masks
                     raw.append((gt.tensor if hasattr(gt, "tensor") else gt).to(self.device).bool())
-        return [resize_masks(m, self.mask_resolution, self.max_masks) for m in raw]
+        return [resize_masks(m, self.mask_resolution) for m in raw]
 
     def losses(self, batched_inputs: List[Dict]) -> Dict[str, torch.Tensor]:
         weak = self.preprocess.batch([x["image"] for x in batched_inputs])
@@ -269,7 +255,7 @@ class PixelCLIP(nn.Module):
             the mean BCE over the K channels of the valid pixels (a scalar).
         """
         # cost volume S = cos(P_k, f_ij): B×K×h×w
-        cost = torch.einsum("bchw,kc->bkhw", F.normalize(student_features, dim=1), F.normalize(prompt_embeddings, dim=-1))
+        cost = cosine_logits(student_features, prompt_embeddings)
         logits = self.decoder(cost)
         logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
         if not valid.any():  # no image of this batch has a mask left: a zero loss that keeps every parameter in the graph

@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Sequence
 
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+from ..utils.io import atomic_write
 from .world import CLASS_NAMES, WorldConfig, make_caption, generate_scene
 
 logger = logging.getLogger(__name__)
@@ -144,10 +144,7 @@ def zero_shot_recognition(model, tokenizer, images: np.ndarray, present: Sequenc
 def save_clip_checkpoint(model: torch.nn.Module, path: str, meta: Dict[str, object]) -> None:
     """Write an open_clip-loadable checkpoint ``{"state_dict": fp16 tensors, "meta": ...}`` atomically."""
     state = {k: (v.half() if v.is_floating_point() else v).clone() for k, v in model.state_dict().items()}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    torch.save({"state_dict": state, "meta": meta}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, writer=lambda f: torch.save({"state_dict": state, "meta": meta}, f))
 
 
 def pretrain_synthetic_clip(cfg: PretrainConfig, output_path: str) -> Dict[str, object]:
@@ -201,10 +198,9 @@ def pretrain_synthetic_clip(cfg: PretrainConfig, output_path: str) -> Dict[str, 
             logger.info("pre-train step %d/%d  loss %.3f  lr %.2e  ETA %.0fs", done, cfg.steps,
                         np.mean(losses[-20:]), _lr_at(step, cfg), rate * (cfg.steps - done))
         if done % cfg.state_period == 0 and done < cfg.steps:
-            tmp = f"{state_path}.tmp-{os.getpid()}"
-            torch.save({"config": _config_dict(cfg), "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "step": done, "losses": losses}, tmp)
-            os.replace(tmp, state_path)
+            state = {"config": _config_dict(cfg), "model": model.state_dict(),
+                     "optimizer": optimizer.state_dict(), "step": done, "losses": losses}
+            atomic_write(state_path, writer=lambda f: torch.save(state, f))
 
     eval_pool = build_pool(cfg.eval_size, PRETRAIN_SEED_BASE - 1_000_000, cfg.world)
     recog = zero_shot_recognition(model, tokenizer, eval_pool["images"], eval_pool["present"])

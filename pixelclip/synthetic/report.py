@@ -11,6 +11,8 @@ import json
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..utils.io import atomic_write
+
 __all__ = ["build_results", "draw_curves", "format_results_md", "read_metrics", "training_summary"]
 
 CURVE_KEYS = (
@@ -257,7 +259,5 @@ def draw_curves(path: str, run_dirs: Mapping[str, str], labels: Mapping[str, str
         axes.flat[0].legend(fontsize=6)
     fig.suptitle("PixelCLIP fine-tuning on the synthetic world", fontsize=10)
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100)
+    atomic_write(path, writer=lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
-    os.replace(tmp, path)

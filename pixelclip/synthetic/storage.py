@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Dict
 
@@ -31,6 +30,7 @@ import cv2
 import numpy as np
 
 from ..data.mask_io import encode_masks, write_mask_file
+from ..utils.io import atomic_write
 from .masks import MaskNoiseConfig, mask_scores, random_masks_like, sam_like_masks
 from .world import CLASS_NAMES, CLASS_PARTS, WorldConfig, generate_scene
 
@@ -60,10 +60,10 @@ class WorldSpec:
 
 
 def _atomic_png(path: str, array: np.ndarray) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:6]}.png")
-    if not cv2.imwrite(tmp, array):
-        raise OSError(f"could not write {path}")
-    os.replace(tmp, path)
+    ok, png = cv2.imencode(".png", array)
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    atomic_write(path, png.tobytes())
 
 
 def _write_train(root: str, i: int, spec: WorldSpec) -> None:
@@ -144,9 +144,6 @@ def ensure_world(root: str, spec: WorldSpec = WorldSpec()) -> str:
             if (k + 1) % 250 == 0:
                 rate = (time.time() - t0) / (k + 1)
                 logger.info("synthetic world: %d/%d images, ETA %.0fs", k + 1, total, rate * (total - k - 1))
-        tmp = os.path.join(root, f".world.json.tmp-{os.getpid()}")
-        with open(tmp, "w") as f:
-            json.dump(spec.to_dict(), f, indent=1)
-        os.replace(tmp, os.path.join(root, "world.json"))
+        atomic_write(os.path.join(root, "world.json"), json.dumps(spec.to_dict(), indent=1))
         logger.info("synthetic world ready in %.1fs", time.time() - t0)
     return root

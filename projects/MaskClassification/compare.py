@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Dict, List, Tuple
 
+from pixelclip.utils.io import atomic_write
+
 
 def read_runs(specs: List[str]) -> List[Tuple[str, Dict[str, Dict[str, float]]]]:
     """``label=folder`` (or ``folder``, labelled by its name) -> (label, summary)."""
@@ -52,8 +54,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     text = table(read_runs(args.runs), args.metric)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        atomic_write(args.output, text)
     print(text, end="")
     return 0
 

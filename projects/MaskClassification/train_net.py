@@ -7,8 +7,8 @@ From the repository root, or from this folder (paths in configs and overrides ar
         --config-file projects/MaskClassification/configs/gt_dense_vitb.yaml [MODEL.WEIGHTS model_final.pth]
     cd projects/MaskClassification && python train_net.py --eval-only --config-file configs/gt_dense_vitb.yaml
 
-PixelCLIP's ``tools/train_net.py`` with this project's config function (``pixelclip_maskcls``) and
-test loader (the mapper ``INPUT.TEST_MAPPER_NAME`` names); mistakes end with one line,
+PixelCLIP's ``tools/train_net.py`` with this project's config function (``pixelclip_maskcls``); the
+trainer maps test images with the mapper ``INPUT.TEST_MAPPER_NAME`` names (``pixelclip.data.build_test_mapper``); mistakes end with one line,
 ``[train_net] <what> — <what to do>``, and exit status 1 (``--debug`` shows the traceback).
 """
 import os
@@ -18,54 +18,23 @@ PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, PROJECT_DIR)  # pixelclip_maskcls, without installing this project
 sys.path.insert(1, os.path.dirname(os.path.dirname(PROJECT_DIR)))  # pixelclip, from this checkout
 
-from detectron2.data import build_detection_test_loader  # noqa: E402
-from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.engine import default_argument_parser  # noqa: E402
 
 import pixelclip  # noqa: E402,F401  (registers PixelCLIP's components)
-from pixelclip.checkpoint import build_checkpointer  # noqa: E402
-from pixelclip.preflight import preflight, setup_pixelclip_logger  # noqa: E402
-from pixelclip.trainer import Trainer as PixelCLIPTrainer  # noqa: E402
-from pixelclip.utils.cli import WorkerGuard, load_config, run_tool  # noqa: E402
-from pixelclip_maskcls import add_mask_classification_config, build_test_mapper  # noqa: E402
+from pixelclip.launch import launch_train_net, train_net_main  # noqa: E402
+from pixelclip.utils.cli import run_tool  # noqa: E402
+from pixelclip_maskcls import add_mask_classification_config  # noqa: E402
 
-
-class Trainer(PixelCLIPTrainer):
-    """PixelCLIP's trainer, with test images mapped by ``INPUT.TEST_MAPPER_NAME`` (e.g.
-    ``mask_classification``: the image plus class-agnostic masks)."""
-
-    @classmethod
-    def build_test_loader(cls, cfg, dataset_name):
-        mapper = build_test_mapper(cfg, dataset_name)
-        if mapper is None:
-            return super().build_test_loader(cfg, dataset_name)
-        return build_detection_test_loader(cfg, dataset_name, mapper=mapper, batch_size=cfg.TEST.IMS_PER_BATCH)
-
-
-def setup(args):
-    cfg = load_config(args.config_file, args.opts, config_funcs=(add_mask_classification_config,))
-    default_setup(cfg, args)
-    setup_pixelclip_logger(cfg.OUTPUT_DIR)  # the package's lines go to OUTPUT_DIR/log.txt too
-    return cfg
+CONFIG_FUNCS = (add_mask_classification_config,)
 
 
 def main(args):
-    cfg = setup(args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        build_checkpointer(cfg, model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    """One process (Detectron2's ``train_net.main``): evaluate with ``--eval-only`` (or train)."""
+    return train_net_main(args, config_funcs=CONFIG_FUNCS)
 
 
 def launch_main():
-    args = default_argument_parser().parse_args()
-    cfg = load_config(args.config_file, args.opts, config_funcs=(add_mask_classification_config,))
-    preflight(cfg, resume=args.resume, eval_only=args.eval_only)
-    workers = args.num_gpus * args.num_machines
-    launch(WorkerGuard("train_net", main) if workers > 1 else main, args.num_gpus, num_machines=args.num_machines,
-           machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+    launch_train_net(default_argument_parser().parse_args(), config_funcs=CONFIG_FUNCS)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from pixelclip.modeling.clustering import (cluster_targets, pool_mask_features, pool_upsampled_features, resize_masks,
-                                           sinkhorn)
+from pixelclip.modeling.clustering import cluster_targets, resize_masks, sinkhorn
+from pixelclip.modeling.pooling import pool_mask_features, pool_upsampled_features
 
 
 def test_sinkhorn_rows_sum_to_one_and_clusters_are_balanced():
@@ -80,20 +80,17 @@ def test_resize_masks_is_nearest_interpolation(shape, size):
     masks = torch.rand(6, *shape, generator=torch.Generator().manual_seed(1)) > 0.7
     expected = F.interpolate(masks[None].float(), size=(size, size), mode="nearest")[0] > 0.5
     expected = expected[expected.flatten(1).sum(1) > 1]
-    assert torch.equal(resize_masks(masks, size, max_masks=100), expected)
+    assert torch.equal(resize_masks(masks, size), expected)
 
 
-def test_resize_masks_drops_vanishing_and_keeps_largest():
+def test_resize_masks_drops_vanishing_masks_and_keeps_the_order():
     masks = torch.zeros(4, 64, 64, dtype=torch.bool)
     masks[0, :32] = True  # large
     masks[1, 0, 0] = True  # vanishes at 8×8
     masks[2, :16, :16] = True  # medium
     masks[3, 40:, 40:] = True  # 24×24 -> 3×3 at 8×8
-    small = resize_masks(masks, 8, max_masks=2)
-    assert small.shape == (2, 8, 8)
-    assert small[0].sum() == 32 and small[1].sum() == 9  # largest two, largest first
-    assert resize_masks(masks[:0], 8, 2).shape == (0, 8, 8)
-    every = resize_masks(masks, 8, max_masks=0)  # 0 = no cap: every mask left, in the given order (the release)
+    assert resize_masks(masks[:0], 8).shape == (0, 8, 8)
+    every = resize_masks(masks, 8)  # every mask left, in the given order (the release)
     assert [int(m.sum()) for m in every] == [32, 4, 9]
 
 

@@ -105,7 +105,7 @@ def test_one_training_step_trains_what_the_config_names(paper):
     optimizer = build_optimizer(cfg, model)
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     trained = {n for n, p in model.named_parameters() if id(p) in in_optimizer}
-    policy = cfg.MODEL.PIXELCLIP.CLIP_FINETUNE  # METHOD.md: attention = names holding "attn" or "position"
+    policy = cfg.MODEL.PIXELCLIP.CLIP_FINETUNE  # CLIP_FINETUNE attention: the names holding "attn" or "position"
     visual = [n for n, _ in model.named_parameters() if n.startswith("backbone.clip_model.visual.")]
     expected = {n for n in visual if policy == "full" or "attn" in n or "position" in n}
     assert {n for n in trained if n.startswith("backbone.clip_model.")} == expected  # text tower frozen

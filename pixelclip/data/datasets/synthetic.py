@@ -1,4 +1,4 @@
-"""The synthetic world (issue 6) as Detectron2 datasets.
+"""The synthetic world (``pixelclip/synthetic``) as Detectron2 datasets.
 
 Registered on import, under ``$DETECTRON2_DATASETS/synthetic_parts`` (default ``datasets/synthetic_parts``;
 the world of parts, :mod:`pixelclip.synthetic.world`):

@@ -11,46 +11,20 @@ is registered as ``unlabeled_<name>``.
 """
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from detectron2.data import DatasetCatalog
 
 from ...errors import DatasetError
-from ..mask_io import TEMP_MARKER
+from ...utils.files import IMAGE_EXTENSIONS, MASK_SUFFIX, list_files
 from ..registry import register_dataset
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
-    "list_files",
     "load_unlabeled_folder",
     "register_unlabeled_folder",
 ]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-MASK_SUFFIX = ".json"
-
-
-def list_files(root: str, extensions: Tuple[str, ...]) -> List[str]:
-    """Relative POSIX paths of the files under ``root`` (recursive, sorted) whose lower-case name
-    ends with one of ``extensions``; hidden entries and temporary files are skipped."""
-    found: List[str] = []
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        with os.scandir(os.path.join(root, rel_dir)) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") or TEMP_MARKER in entry.name:
-                    continue
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if entry.is_dir(follow_symlinks=True):
-                    stack.append(rel)
-                elif entry.name.lower().endswith(extensions):
-                    found.append(rel)
-    found.sort()
-    return found
-
 
 def _image_id(rel_path: str) -> str:
     return os.path.splitext(rel_path)[0]

@@ -4,7 +4,7 @@ Release values (PixelCLIP's SA-1B mapper, after FixMatch-style semi-supervised s
 colour jitter (brightness 0.5, contrast 0.5, saturation 0.5, hue 0.25) with probability 0.8,
 grayscale with probability 0.2, Gaussian blur (sigma in [0.1, 2]) with probability 0.5.
 The release also pastes a random cutout box and removes it from the masks; we leave it out so the
-two views differ only in colour (METHOD.md: "both share geometry").
+two views differ only in colour and share their geometry, so one set of masks holds for both.
 """
 import random
 from typing import Tuple

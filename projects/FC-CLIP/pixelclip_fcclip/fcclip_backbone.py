@@ -26,6 +26,8 @@ from torch import nn
 from pixelclip.clip.build import freeze, is_convnext
 from pixelclip.clip.dense import convnext_head_per_pixel
 from pixelclip.clip.text import TextEncoder, VocabularyClassifier
+from pixelclip.modeling.pooling import positive_mask_pool
+from pixelclip.utils.modules import hold_reference
 
 logger = logging.getLogger(__name__)
 
@@ -49,21 +51,9 @@ VILD_TEMPLATES = (
 
 
 def mask_pooling(features: torch.Tensor, masks: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """FC-CLIP's ``MaskPooling``: mean of ``features`` where a mask is positive.
-
-    Arguments:
-        features: B×C×H×W.
-        masks: B×Q×h×w mask logits or probabilities (> 0 counts as inside); bilinearly resized to
-            H×W first when the sizes differ.
-    Returns:
-        B×Q×C.
-    """
-    if tuple(masks.shape[-2:]) != tuple(features.shape[-2:]):
-        masks = F.interpolate(masks.float(), size=features.shape[-2:], mode="bilinear", align_corners=False)
-    with torch.no_grad():
-        inside = (masks.detach() > 0).to(features.dtype)
-        weights = inside / (inside.sum(dim=(-1, -2), keepdim=True) + eps)
-    return torch.einsum("bchw,bqhw->bqc", features, weights)
+    """FC-CLIP's ``MaskPooling``: B×C×H×W features, B×Q×h×w mask logits (> 0 is inside) -> B×Q×C
+    (:func:`pixelclip.modeling.pooling.positive_mask_pool`)."""
+    return positive_mask_pool(features, masks, eps)
 
 
 @BACKBONE_REGISTRY.register()
@@ -87,7 +77,8 @@ class PixelCLIPFCCLIPBackbone(Backbone):
         self.clip_model = freeze(clip_model).eval()
         self.text_tokenizer = tokenizer
         self.model_name = model_name  # FC-CLIP branches on "convnext" in model_name
-        self.text_encoder = TextEncoder(clip_model, tokenizer)
+        # a reference, not a submodule: the CLIP model appears once in the state dict (backbone.clip_model.*)
+        hold_reference(self, "text_encoder", TextEncoder(clip_model, tokenizer))
         self.vocabulary_classifier = VocabularyClassifier(self.text_encoder, templates)
         trunk = clip_model.visual.trunk
         info = trunk.feature_info

@@ -5,8 +5,8 @@
 selected by ``INPUT.TEST_MAPPER_NAME``); :func:`add_mask_classification_config` adds the project's keys.
 """
 from .config import add_mask_classification_config, get_mask_classification_cfg
-from .mask_classification_dataset_mapper import MaskClassificationMapper, build_test_mapper
+from .mask_classification_dataset_mapper import MaskClassificationMapper
 from .zero_shot_mask_classifier import ZeroShotMaskClassifier
 
 __all__ = ["add_mask_classification_config", "get_mask_classification_cfg", "MaskClassificationMapper",
-           "build_test_mapper", "ZeroShotMaskClassifier"]
+           "ZeroShotMaskClassifier"]

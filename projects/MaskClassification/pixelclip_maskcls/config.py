@@ -10,6 +10,21 @@ from typing import Sequence
 
 from detectron2.config import CfgNode as CN
 
+# the values each choice key of MODEL.MASK_CLASSIFIER takes (checked by check_choice)
+CHOICES = {
+    "MODE": ("dense", "crop"),
+    "MASK_SOURCE": ("gt", "json", "model"),
+    "GT_MASK_MODE": ("class", "component"),
+    "CROP_STYLE": ("crop", "mask", "cropmask"),
+}
+
+
+def check_choice(key: str, value: str) -> str:
+    """``value`` if it is one of ``CHOICES[key]``; else a ValueError naming ``MODEL.MASK_CLASSIFIER.<key>``."""
+    if value not in CHOICES[key]:
+        raise ValueError(f"MODEL.MASK_CLASSIFIER.{key} must be one of {CHOICES[key]}, got '{value}'")
+    return value
+
 
 def add_mask_classification_config(cfg: CN) -> None:
     """Add the keys of zero-shot mask classification to a Detectron2 config in place (idempotent)."""
@@ -41,7 +56,7 @@ def add_mask_classification_config(cfg: CN) -> None:
     M.PROPOSAL_MODEL.SCORE_THRESHOLD = 0.0  # proposals with a lower score are dropped
     M.PROPOSAL_MODEL.USE_CLASS_SCORES = True  # ensemble the proposal model's own class scores with CLIP's (ALPHA / BETA)
     if "TEST_MAPPER_NAME" not in cfg.INPUT:  # another framework's value is kept
-        cfg.INPUT.TEST_MAPPER_NAME = ""  # "" = PixelCLIP's SemanticTestMapper; else a pixelclip MAPPER_REGISTRY name
+        cfg.INPUT.TEST_MAPPER_NAME = ""  # "" = PixelCLIP's pixelclip_semantic_test; else a pixelclip MAPPER_REGISTRY name
 
 
 def get_mask_classification_cfg(config_file: str = "", opts: Sequence[str] = ()) -> CN:

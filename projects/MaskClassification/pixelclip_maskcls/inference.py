@@ -8,7 +8,7 @@
 * **proposals**: class-agnostic masks (and class scores) from any Detectron2 model's output.
 
 The dense way (mask-average pooling of dense features, cosine scoring) is PixelCLIP's own and lives
-in the core, ``pixelclip/modeling/mask_classifier.py``. All functions here are stateless and work on
+in the core, ``pixelclip/modeling/pooling.py`` and ``scoring.py``. All functions here are stateless and work on
 one image; the registered meta-architecture is ``ZeroShotMaskClassifier`` (zero_shot_mask_classifier.py).
 """
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -16,7 +16,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-CROP_STYLES = ("crop", "mask", "cropmask")
+from .config import check_choice
 
 
 # ---------------------------------------------------------------------------------------- crops
@@ -63,8 +63,7 @@ def crop_masked_regions(image: torch.Tensor, masks: torch.Tensor, size: int, sty
     Returns:
         N×3×size×size.
     """
-    if style not in CROP_STYLES:
-        raise ValueError(f"MODEL.MASK_CLASSIFIER.CROP_STYLE must be one of {CROP_STYLES}, got '{style}'")
+    check_choice("CROP_STYLE", style)
     n = masks.shape[0]
     if n == 0:
         return image.new_zeros((0, 3, size, size))

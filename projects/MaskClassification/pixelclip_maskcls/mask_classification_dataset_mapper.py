@@ -8,7 +8,7 @@ resolution (``height``×``width``, where predictions are evaluated) and cover th
 resized image, so the model maps one onto the other by normalised coordinates.
 
 Registered in PixelCLIP's mapper registry (``pixelclip.data.MAPPER_REGISTRY``) as
-``mask_classification``; ``INPUT.TEST_MAPPER_NAME`` selects it in this project's ``train_net.py``.
+``mask_classification``; ``INPUT.TEST_MAPPER_NAME`` selects it (``pixelclip.data.build_test_mapper``).
 """
 import logging
 import os
@@ -21,18 +21,17 @@ from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 
 from pixelclip.data.mask_io import decode_masks, read_mask_file
-from pixelclip.data.registry import MAPPER_REGISTRY, register_mapper
-from pixelclip.data.test_mapper import SemanticTestMapper
+from pixelclip.data.mappers import SemanticTestMapper
+from pixelclip.data.registry import register_mapper
+
+from .config import check_choice
 
 logger = logging.getLogger(__name__)
-
-MASK_SOURCES = ("gt", "json", "model")
-GT_MASK_MODES = ("class", "component")
 
 
 def read_labels(path: str) -> np.ndarray:
     """A single-channel class-id map (8- or 16-bit PNG/TIFF) as int64 H×W, numpy-2-safe."""
-    from pixelclip.evaluation import read_label_file
+    from pixelclip.data.label_io import read_label_file
 
     return read_label_file(path, dtype=np.int64)
 
@@ -47,8 +46,7 @@ def masks_from_labels(labels: np.ndarray, ignore_label: int, num_classes: Option
         mode: ``class``: one mask per class present; ``component``: one per 8-connected component
             of each class.
     """
-    if mode not in GT_MASK_MODES:
-        raise ValueError(f"MODEL.MASK_CLASSIFIER.GT_MASK_MODE must be one of {GT_MASK_MODES}, got '{mode}'")
+    check_choice("GT_MASK_MODE", mode)
     valid = labels != ignore_label
     if num_classes is not None:
         valid &= (labels >= 0) & (labels < num_classes)
@@ -107,10 +105,8 @@ class MaskClassificationMapper(SemanticTestMapper):
     ):
         if is_train:
             raise ValueError("MaskClassificationMapper is a test-time mapper (INPUT.TEST_MAPPER_NAME), not a training one")
-        if mask_source not in MASK_SOURCES:
-            raise ValueError(f"MODEL.MASK_CLASSIFIER.MASK_SOURCE must be one of {MASK_SOURCES}, got '{mask_source}'")
-        if gt_mask_mode not in GT_MASK_MODES:
-            raise ValueError(f"MODEL.MASK_CLASSIFIER.GT_MASK_MODE must be one of {GT_MASK_MODES}, got '{gt_mask_mode}'")
+        check_choice("MASK_SOURCE", mask_source)
+        check_choice("GT_MASK_MODE", gt_mask_mode)
         if mask_source == "json" and not os.path.isdir(mask_dir):
             raise FileNotFoundError(f"mask folder '{mask_dir}' does not exist "
                                     "(MODEL.MASK_CLASSIFIER.MASK_DIR, MASK_SOURCE json)")
@@ -181,14 +177,3 @@ class MaskClassificationMapper(SemanticTestMapper):
 
 register_mapper("mask_classification")(MaskClassificationMapper)  # INPUT.TEST_MAPPER_NAME "mask_classification"
 
-
-def build_test_mapper(cfg, dataset_name: str):
-    """The test-time mapper ``INPUT.TEST_MAPPER_NAME`` names, set up for ``dataset_name`` (its
-    metadata: ignore label, number of classes); None when the name is "" (PixelCLIP's own
-    ``SemanticTestMapper`` applies)."""
-    if not cfg.INPUT.TEST_MAPPER_NAME:
-        return None
-    single = cfg.clone()
-    single.defrost()
-    single.DATASETS.TEST = (dataset_name,)  # the mapper reads this dataset's metadata
-    return MAPPER_REGISTRY.get(cfg.INPUT.TEST_MAPPER_NAME)(single, False)

@@ -4,7 +4,7 @@ The encoder of PixelCLIP drops into open-vocabulary mask-classification models: 
 network says *where*, CLIP says *what*. This meta-architecture is that second half on its own.
 Masks come from the inputs (``"masks"``: ground-truth segments or SA-1B-style files, made by
 ``mask_classification_dataset_mapper.py``) or from any Detectron2 model's output
-(``MASK_SOURCE model``). Dense scoring is the core's ``pixelclip/modeling/mask_classifier.py``;
+(``MASK_SOURCE model``). Pooling and scoring are the core's ``pixelclip/modeling/pooling.py`` and ``scoring.py``;
 crops, the ensemble and the painting of masks into outputs are in ``inference.py``.
 
 Its state dict holds the CLIP model under ``backbone.clip_model.`` like ``PixelCLIP``, so a
@@ -25,12 +25,14 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from torch import nn
 
 from pixelclip.clip.text import TextEncoder, VocabularyClassifier, get_templates
-from pixelclip.modeling.mask_classifier import cosine_logits, dense_mask_embeddings
-from pixelclip.modeling.pixelclip import default_vocabulary
+from pixelclip.data.vocabulary import default_vocabulary
+from pixelclip.modeling.pooling import dense_mask_embeddings
 from pixelclip.modeling.preprocess import ClipPreprocessor
+from pixelclip.modeling.scoring import cosine_logits
+from pixelclip.utils.modules import hold_reference
 
+from .config import check_choice
 from .inference import (
-    CROP_STYLES,
     crop_masked_regions,
     geometric_ensemble,
     masks_from_output,
@@ -39,9 +41,6 @@ from .inference import (
 )
 
 logger = logging.getLogger(__name__)
-
-MODES = ("dense", "crop")
-MASK_SOURCES = ("gt", "json", "model")
 
 # A scorer replacing CLIP (e.g. an oracle in tests): (input dict, N×H×W bool masks, vocabulary) -> N×K probabilities.
 ScoreFn = Callable[[Dict, torch.Tensor, Sequence[str]], torch.Tensor]
@@ -159,15 +158,14 @@ class ZeroShotMaskClassifier(nn.Module):
             score_fn: replaces CLIP's scoring (oracle experiments and tests).
         """
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"MODEL.MASK_CLASSIFIER.MODE must be one of {MODES}, got '{mode}'")
-        if crop_style not in CROP_STYLES:
-            raise ValueError(f"MODEL.MASK_CLASSIFIER.CROP_STYLE must be one of {CROP_STYLES}, got '{crop_style}'")
+        check_choice("MODE", mode)
+        check_choice("CROP_STYLE", crop_style)
         self.backbone = backbone
         self.preprocess = ClipPreprocessor(pixel_mean, pixel_std, clip_resolution)
         self.clip_resolution = tuple(clip_resolution)
         self.mode = mode
-        self.text_encoder = TextEncoder(backbone.clip_model, backbone.tokenizer)
+        # a reference, not a submodule: the backbone owns the CLIP model (its one place in the state dict)
+        hold_reference(self, "text_encoder", TextEncoder(backbone.clip_model, backbone.tokenizer))
         self.classifier = VocabularyClassifier(self.text_encoder, templates)
         self.pool_resolution = pool_resolution
         self.crop_style = crop_style
@@ -194,8 +192,7 @@ class ZeroShotMaskClassifier(nn.Module):
     @classmethod
     def from_config(cls, cfg):
         p, m = cfg.MODEL.PIXELCLIP, cfg.MODEL.MASK_CLASSIFIER
-        if m.MASK_SOURCE not in MASK_SOURCES:
-            raise ValueError(f"MODEL.MASK_CLASSIFIER.MASK_SOURCE must be one of {MASK_SOURCES}, got '{m.MASK_SOURCE}'")
+        check_choice("MASK_SOURCE", m.MASK_SOURCE)
         proposal_model, proposal_format = None, cfg.INPUT.FORMAT
         if m.MASK_SOURCE == "model":
             proposal_model, proposal_format = build_proposal_model(
@@ -300,7 +297,7 @@ class ZeroShotMaskClassifier(nn.Module):
         feats = dense[None].float()
         if r > 0:
             feats = F.interpolate(feats, size=(r, r), mode="bilinear", align_corners=False)
-        logits = scale * torch.einsum("bchw,kc->bkhw", F.normalize(feats, dim=1), text)
+        logits = cosine_logits(feats, text, scale)
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[0]
         return logits.softmax(dim=0)
 

@@ -118,7 +118,7 @@ def test_miniature_registers_loads_and_evaluates(conventional_name, tmp_path):
     assert meta.stuff_classes == MetadataCatalog.get(conventional_name).stuff_classes
     assert (meta.ignore_label, meta.evaluator_type) == (ignore, "sem_seg")
 
-    evaluator = build_sem_seg_evaluator(None, name, str(tmp_path / "eval"))
+    evaluator = build_sem_seg_evaluator(name, str(tmp_path / "eval"))
     oracle = _run(evaluator, mini, dicts, lambda gt: one_hot_logits(gt, k, ignore))
     for metric in ("mIoU", "fwIoU", "mACC", "pACC"):
         assert oracle[metric] == pytest.approx(100.0), metric

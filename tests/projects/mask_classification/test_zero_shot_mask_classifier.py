@@ -15,6 +15,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.evaluation import inference_on_dataset
 
 from pixelclip.evaluation import build_sem_seg_evaluator
+from pixelclip.trainer import Trainer  # the project runs PixelCLIP's trainer; its test mapper is registered
 from pixelclip_maskcls import add_mask_classification_config
 from pixelclip_maskcls.zero_shot_mask_classifier import ZeroShotMaskClassifier
 from tests.conftest import make_tiny_cfg
@@ -28,7 +29,7 @@ CONFIGS = PROJECT / "configs"
 
 @functools.lru_cache(maxsize=None)
 def _train_net():
-    """The project's train_net.py as a module (loaded once: its Trainer and main)."""
+    """The project's train_net.py as a module (loaded once: its main)."""
     spec = importlib.util.spec_from_file_location("pixelclip_maskcls_train_net", PROJECT / "train_net.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -91,8 +92,8 @@ def test_oracle_on_ground_truth_masks(ade_mini, tmp_path, confusion):
     cfg = _eval_cfg(name)
     labels_by_file = {str(f): lab for f, lab in zip(mini.image_files, mini.labels)}
     model = ZeroShotMaskClassifier(cfg, score_fn=_oracle(labels_by_file, confusion)).eval()
-    loader = _train_net().Trainer.build_test_loader(cfg, name)
-    evaluator = build_sem_seg_evaluator(cfg, name, str(tmp_path / "eval"))
+    loader = Trainer.build_test_loader(cfg, name)
+    evaluator = build_sem_seg_evaluator(name, str(tmp_path / "eval"))
     results = inference_on_dataset(model, loader, evaluator)["sem_seg"]
     expected = _expected_miou(mini.labels, mini.num_classes, mini.ignore_label, confusion)
     if not confusion:
@@ -106,7 +107,7 @@ def test_clip_scoring_modes(ade_mini, mode):
     cfg = _eval_cfg(name, **{"MODEL.MASK_CLASSIFIER.MODE": mode, "MODEL.MASK_CLASSIFIER.PANOPTIC_ON": True})
     torch.manual_seed(0)
     model = ZeroShotMaskClassifier(cfg).eval()
-    batch = [_train_net().Trainer.build_test_loader(cfg, name).dataset[0]]
+    batch = [Trainer.build_test_loader(cfg, name).dataset[0]]
     out = model(batch)[0]
     masks = batch[0]["masks"]
     h, w = batch[0]["height"], batch[0]["width"]

@@ -1,4 +1,5 @@
-"""The inference mapper: read an image and resize its short side; ground truth stays on disk for the evaluator."""
+"""The inference mapper (registered ``pixelclip_semantic_test``): read an image and resize its short side;
+ground truth stays on disk for the evaluator."""
 import copy
 import logging
 from typing import Dict
@@ -9,11 +10,13 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-from ..errors import EvalImageError
+from ...errors import EvalImageError
+from ..registry import register_mapper
 
 logger = logging.getLogger(__name__)
 
 
+@register_mapper("pixelclip_semantic_test")
 class SemanticTestMapper:
     """Dataset dict -> ``{"image": 3×H×W uint8 (short side MIN_SIZE_TEST), "height", "width", "file_name"}``."""
 
@@ -23,7 +26,9 @@ class SemanticTestMapper:
         self.image_format = image_format
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg, is_train: bool = False):
+        if is_train:
+            raise ValueError("SemanticTestMapper is a test-time mapper, not a training one (INPUT.DATASET_MAPPER_NAME)")
         return {"min_size": cfg.INPUT.MIN_SIZE_TEST, "max_size": cfg.INPUT.MAX_SIZE_TEST, "image_format": cfg.INPUT.FORMAT}
 
     def __call__(self, dataset_dict: Dict) -> Dict:

@@ -1,7 +1,7 @@
 """The training mapper: an image and its unlabeled masks -> weak view, strong view, BitMasks.
 
 Registered in :data:`pixelclip.data.MAPPER_REGISTRY` as ``"pixelclip_unlabeled"`` (the default of
-``cfg.INPUT.DATASET_MAPPER_NAME``). Release pipeline (METHOD.md, "Data"): short side resized to
+``cfg.INPUT.DATASET_MAPPER_NAME``). The release's SA-1B pipeline (PixelCLIP, Sec. 4.1): short side resized to
 ``INPUT.MIN_SIZE_TRAIN``, a random ``INPUT.CROP.SIZE`` crop, SSD colour augmentation, random
 flip; masks follow the image through the same transform objects.
 
