@@ -1,4 +1,4 @@
-"""The embedded synthetic world (issue 6): scenes, unlabeled masks, tiny-CLIP pre-training.
+"""The embedded synthetic world of `make demo`: scenes, unlabeled masks, tiny-CLIP pre-training.
 
 ``world``: procedural scenes (image, label map, region map, caption); ``masks``: SAM-like
 over-segmented noisy masks and the random-mask control; ``pretrain``: contrastive pre-training of

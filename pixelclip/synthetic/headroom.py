@@ -180,7 +180,7 @@ def measure_world_headroom(model, root: str, class_names, num_images: int = 0, b
     import cv2
 
     from ..data.mask_io import decode_masks, read_mask_file
-    from ..evaluation import read_label_file
+    from ..data.label_io import read_label_file
 
     val = os.path.join(root, "val")
     names = sorted(f[:-4] for f in os.listdir(os.path.join(val, "images")) if f.endswith(".png"))
