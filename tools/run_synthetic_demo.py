@@ -25,12 +25,10 @@ import json
 import logging
 import os
 import resource
-import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -80,251 +78,6 @@ QUICK_PRETRAIN = dict(steps=3, batch_size=16, pool_size=48, eval_size=16)
 QUICK_TRAIN_OPTS = ["SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2", "TEST.IMS_PER_BATCH", "4"]
 QUICK_WORLD = (16, 6)
 QUICK_HEADROOM_IMAGES = 6
-
-
-# ----------------------------------------------------------------------------------------------
-# small helpers
-# ----------------------------------------------------------------------------------------------
-def atomic_write(path: str, data=None, **kwargs) -> str:
-    """pixelclip.utils.io.atomic_write, imported on first use: importing pixelclip registers the synthetic
-    datasets, which must see the world's location that main() puts in the environment first."""
-    from pixelclip.utils.io import atomic_write as write
-
-    return write(path, data, **kwargs)
-
-
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _summary_miou(run_dir: str, dataset: str) -> Optional[float]:
-    """mIoU of ``dataset`` from the summary.json that the trainer's evaluation writes."""
-    summary = _read_json(os.path.join(run_dir, "summary.json")) or {}
-    value = (summary.get(dataset) or {}).get("mIoU")
-    return None if value is None else float(value)
-
-
-def _config_hash(config: str, opts: List[str]) -> str:
-    import hashlib
-
-    from pixelclip import get_pixelclip_cfg
-
-    cfg = get_pixelclip_cfg(config, opts)
-    return hashlib.sha1(cfg.dump().encode()).hexdigest()
-
-
-class Job:
-    """One ``tools/train_net.py`` run (fine-tuning + final evaluation, or evaluation only)."""
-
-    def __init__(self, name: str, config: str, run_dir: str, opts: List[str], eval_only: bool, dataset: str):
-        self.name, self.config, self.run_dir, self.opts = name, config, run_dir, list(opts)
-        self.eval_only, self.dataset = eval_only, dataset
-        self.proc: Optional[subprocess.Popen] = None
-        self.started = 0.0
-        self.seconds = 0.0
-
-    @property
-    def marker(self) -> str:
-        return os.path.join(self.run_dir, "demo_stage.json")
-
-    def signature(self) -> dict:
-        """What the result depends on: the merged config (files + overrides), so an edited YAML re-runs."""
-        return {"config": os.path.relpath(self.config, REPO), "opts": self.opts, "eval_only": self.eval_only,
-                "merged_config_sha1": _config_hash(self.config, self.opts + ["OUTPUT_DIR", self.run_dir])}
-
-    def done(self) -> bool:
-        marker = _read_json(self.marker)
-        return bool(marker) and marker.get("signature") == self.signature() and marker.get("mIoU") is not None
-
-    def command(self) -> List[str]:
-        cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", self.config]
-        if self.eval_only:
-            cmd.append("--eval-only")
-        else:
-            cmd.append("--resume")  # continue from the last checkpoint of an interrupted run
-        return cmd + self.opts + ["OUTPUT_DIR", self.run_dir]
-
-    def start(self, env: Dict[str, str]) -> None:
-        marker = _read_json(self.marker)
-        if os.path.isdir(self.run_dir) and (not marker or marker.get("signature") != self.signature()):
-            # results of other settings (or of unknown origin) must not be resumed from
-            logger.info("  %-22s clearing %s (written with other settings)", self.name, self.run_dir)
-            shutil.rmtree(self.run_dir)
-        os.makedirs(self.run_dir, exist_ok=True)
-        atomic_write(self.marker, json.dumps({"signature": self.signature(), "mIoU": None}, indent=1))
-        self.started = time.time()
-        log = open(os.path.join(self.run_dir, "stdout.log"), "w")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        log.close()
-
-    def finish(self) -> float:
-        """Check the finished process and record its result; returns the mIoU."""
-        self.seconds = time.time() - self.started
-        miou = _summary_miou(self.run_dir, self.dataset)
-        if self.proc.returncode != 0 or miou is None:
-            tail = ""
-            try:
-                with open(os.path.join(self.run_dir, "stdout.log")) as f:
-                    tail = "".join(f.readlines()[-25:])
-            except OSError:
-                pass
-            raise RuntimeError(f"run '{self.name}' failed (exit code {self.proc.returncode}); its log is "
-                               f"{os.path.join(self.run_dir, 'stdout.log')}; last lines:\n{tail}")
-        atomic_write(self.marker, json.dumps({"signature": self.signature(), "mIoU": miou,
-                                               "seconds": round(self.seconds, 1)}, indent=1))
-        return miou
-
-
-def _children_cpu_seconds() -> float:
-    """User + system CPU seconds of this process's finished (waited-for) children so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_jobs(jobs: Sequence[Job], parallel: int, env: Dict[str, str]) -> None:
-    """Run the jobs that are not done, ``parallel`` at a time, logging progress and an ETA."""
-    todo = [j for j in jobs if not j.done()]
-    for j in jobs:
-        if j not in todo:
-            logger.info("  %-22s already done (%s), skipped", j.name, j.marker)
-    running: List[Job] = []
-    finished, t0 = 0, time.time()
-    while todo or running:
-        while todo and len(running) < parallel:
-            job = todo.pop(0)
-            logger.info("  %-22s started (log: %s)", job.name, os.path.join(job.run_dir, "stdout.log"))
-            job.start(env)
-            running.append(job)
-        time.sleep(0.5)
-        for job in list(running):
-            if job.proc.poll() is None:
-                continue
-            running.remove(job)
-            miou = job.finish()
-            finished += 1
-            left = len(todo) + len(running)
-            eta = (time.time() - t0) / finished * left if left else 0  # finished runs' pace, `parallel` at a time
-            logger.info("  %-22s mIoU %.2f  (%.0fs; %d left, ETA %.0fs)", job.name, miou, job.seconds, left, eta)
-
-
-# ----------------------------------------------------------------------------------------------
-# report
-# ----------------------------------------------------------------------------------------------
-def _load_model(config: str, opts: List[str], weights: str):
-    from detectron2.checkpoint import DetectionCheckpointer
-    from pixelclip import get_pixelclip_cfg
-    from pixelclip.trainer import Trainer
-
-    cfg = get_pixelclip_cfg(config, opts)
-    model = Trainer.build_model(cfg)
-    if weights:
-        DetectionCheckpointer(model).load(weights)
-    return cfg, model.eval()
-
-
-def draw_overlays(path: str, dataset: str, panels: List[Tuple[str, str, List[str], str]], num_images: int) -> None:
-    """Image | ground truth | one prediction per panel, on the first ``num_images`` validation images.
-
-    ``panels``: (title, config, opts, weights or "") of each model to show.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import torch
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-    from matplotlib.patches import Patch
-
-    from pixelclip.data.mappers.semantic_test_dataset_mapper import SemanticTestMapper
-    from pixelclip.data.label_io import read_label_file
-
-    meta = MetadataCatalog.get(dataset)
-    colors = np.array(meta.stuff_colors, np.uint8)
-    records = DatasetCatalog.get(dataset)[:num_images]
-    columns = [("image", None), ("ground truth", None)] + [(p[0], p) for p in panels]
-    preds = {}
-    quiet = [logging.getLogger(n) for n in ("", "detectron2", "d2", "fvcore", "pixelclip")]
-    levels = [lg.level for lg in quiet]
-    for lg in quiet:  # building a model logs its whole architecture; not wanted in the demo's output
-        lg.setLevel(logging.WARNING)
-    for title, config, opts, weights in panels:
-        cfg, model = _load_model(config, opts, weights)
-        model.set_vocabulary(meta.stuff_classes)
-        mapper = SemanticTestMapper(cfg)
-        with torch.no_grad():
-            outs = model([mapper(r) for r in records])
-        preds[title] = [o["sem_seg"].argmax(0).numpy() for o in outs]
-    for lg, level in zip(quiet, levels):
-        lg.setLevel(level)
-    fig, axes = plt.subplots(len(records), len(columns), figsize=(2.2 * len(columns), 2.2 * len(records) + 0.9),
-                             squeeze=False)
-    for i, rec in enumerate(records):
-        image = plt.imread(rec["file_name"])
-        label = read_label_file(rec["sem_seg_file_name"])
-        for j, (title, _) in enumerate(columns):
-            ax = axes[i, j]
-            if title == "image":
-                ax.imshow(image)
-            elif title == "ground truth":
-                ax.imshow(colors[np.clip(label, 0, len(colors) - 1)])
-            else:
-                ax.imshow(colors[preds[title][i]])
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(title, fontsize=8)
-    handles = [Patch(color=colors[c] / 255.0, label=name) for c, name in enumerate(meta.stuff_classes)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    atomic_write(path, writer=lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
-
-
-def measure_headroom(path: str, config: str, opts: List[str], root: str, dataset: str, num_images: int) -> dict:
-    """The headroom diagnostic of the pre-trained CLIP (stage 3), cached in ``path`` per config."""
-    from detectron2.data import MetadataCatalog
-
-    from pixelclip.synthetic.headroom import measure_world_headroom
-
-    signature = {"config": os.path.relpath(config, REPO), "opts": opts, "root": root, "num_images": num_images,
-                 "merged_config_sha1": _config_hash(config, opts), "weights": _file_id(_opt(opts, "MODEL.PIXELCLIP.CLIP_PRETRAINED"))}
-    cached = _read_json(path)
-    if cached and cached.get("signature") == signature:
-        logger.info("  headroom               already done (%s), skipped", path)
-        return cached["headroom"]
-    quiet = [logging.getLogger(n) for n in ("", "detectron2", "d2", "fvcore", "pixelclip")]
-    levels = [lg.level for lg in quiet]
-    for lg in quiet:
-        lg.setLevel(logging.WARNING)
-    try:
-        _, model = _load_model(config, opts, "")
-        headroom = measure_world_headroom(model, root, MetadataCatalog.get(dataset).stuff_classes, num_images)
-    finally:
-        for lg, level in zip(quiet, levels):
-            lg.setLevel(level)
-    atomic_write(path, json.dumps({"signature": signature, "headroom": headroom}, indent=1))
-    return headroom
-
-
-def _opt(opts: List[str], key: str) -> str:
-    for k, v in zip(opts[::2], opts[1::2]):
-        if k == key:
-            return v
-    return ""
-
-
-def _file_id(path: str) -> str:
-    """size and mtime of a file, so a re-pre-trained CLIP invalidates cached diagnostics."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ""
-    return f"{st.st_size}-{int(st.st_mtime)}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,8 +134,12 @@ def main(argv=None) -> int:
 
     from pixelclip.data.datasets.synthetic import default_world
     from pixelclip.synthetic.pretrain import PretrainConfig, pretrain_synthetic_clip
+    from pixelclip.synthetic.headroom import cached_world_headroom
+    from pixelclip.synthetic.jobs import Job, children_cpu_seconds, read_json, run_jobs
+    from pixelclip.synthetic.overlays import draw_overlays
     from pixelclip.synthetic.report import build_results, draw_curves, format_results_md, training_summary
     from pixelclip.synthetic.storage import ensure_world
+    from pixelclip.utils.io import atomic_write
 
     torch.set_num_threads(cores)
 
@@ -426,8 +183,8 @@ def main(argv=None) -> int:
         eval_only_jobs = [Job(v.name, os.path.join(CONFIG_DIR, v.config), os.path.join(out, v.name),
                               common + list(v.opts), eval_only=True, dataset=dataset) for v in EVAL_ONLY_ABLATIONS]
     run_jobs([clip_job] + eval_only_jobs, 1, dict(env, OMP_NUM_THREADS=str(cores), MKL_NUM_THREADS=str(cores)))
-    clip_miou = _read_json(clip_job.marker)["mIoU"]
-    headroom = measure_headroom(os.path.join(out, "headroom.json"), clip_config, common, root, dataset,
+    clip_miou = read_json(clip_job.marker)["mIoU"]
+    headroom = cached_world_headroom(os.path.join(out, "headroom.json"), clip_config, common, root, dataset,
                                 QUICK_HEADROOM_IMAGES if args.quick else args.headroom_images)
     logger.info("  headroom: dense %.2f, pooled in true regions %.2f (%+.2f), in SAM-like masks %.2f (%+.2f) mIoU",
                 headroom["dense"], headroom["region_pooled"], headroom["region_pooled_gain"],
@@ -451,7 +208,7 @@ def main(argv=None) -> int:
     runs: Dict[str, Dict[int, float]] = {}
     training: Dict[str, Dict[int, dict]] = {}
     for job, (m, s) in zip(jobs_list, plan):
-        runs.setdefault(m, {})[s] = _read_json(job.marker)["mIoU"]
+        runs.setdefault(m, {})[s] = read_json(job.marker)["mIoU"]
         training.setdefault(m, {})[s] = training_summary(job.run_dir)
     labels = {"clip": CLIP_LABEL, **{v.name: v.label for v in VARIANTS.values()}}
     meta = {
@@ -465,7 +222,7 @@ def main(argv=None) -> int:
         "threads_per_run": threads, "parallel_runs": jobs,
     }
     results = build_results(headroom, clip_miou, runs, labels, training,
-                            {j.name: _read_json(j.marker)["mIoU"] for j in eval_only_jobs}, meta)
+                            {j.name: read_json(j.marker)["mIoU"] for j in eval_only_jobs}, meta)
     logger.info("stage 5/5: overlays and curves")
     seed0 = args.seeds[0]
     panels = [("CLIP", clip_config, common, "")]
@@ -478,12 +235,12 @@ def main(argv=None) -> int:
     timings["report"] = round(time.time() - t, 1)
     timings["total"] = round(time.time() - t_start, 1)
     results["meta"]["seconds_this_invocation"] = timings
-    results["meta"]["seconds_per_run"] = {j.name: (_read_json(j.marker) or {}).get("seconds")
+    results["meta"]["seconds_per_run"] = {j.name: (read_json(j.marker) or {}).get("seconds")
                                           for j in [clip_job] + eval_only_jobs + jobs_list}
     # CPU seconds of everything this invocation ran (its own process and the train_net runs): on a shared
     # machine the wall time depends on the load, the CPU time much less
     own = resource.getrusage(resource.RUSAGE_SELF)
-    results["meta"]["cpu_seconds_this_invocation"] = round(own.ru_utime + own.ru_stime + _children_cpu_seconds(), 1)
+    results["meta"]["cpu_seconds_this_invocation"] = round(own.ru_utime + own.ru_stime + children_cpu_seconds(), 1)
     atomic_write(os.path.join(out, "results.json"), json.dumps(results, indent=1) + "\n")
     text = format_results_md(results)
     if args.quick:

@@ -20,7 +20,9 @@ truth (pixels labelled ``ignore_label`` are not counted). Labels are read only h
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Tuple
+import logging
+import os
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -175,7 +177,6 @@ def measure_world_headroom(model, root: str, class_names, num_images: int = 0, b
     Returns:
         ``HeadroomMeter.result()``: ``dense``, ``region_pooled``, ``mask_pooled`` mIoU (percent) and gains.
     """
-    import os
 
     import cv2
 
@@ -206,3 +207,43 @@ def measure_world_headroom(model, root: str, class_names, num_images: int = 0, b
         masks = decode_masks(read_mask_file(os.path.join(val, "masks", f"{name}.json")))
         meter.add(feats, text, labels, regions, masks)
     return meter.result()
+
+
+def cached_world_headroom(path: str, config: str, opts: List[str], root: str, dataset: str, num_images: int) -> dict:
+    """``measure_world_headroom`` of the model a config + overrides builds (the demo's pre-trained CLIP),
+    cached in the JSON file ``path`` under its signature (merged config, world, weights file)."""
+    import json
+
+    from detectron2.data import MetadataCatalog
+
+    from ..utils.io import atomic_write
+    from .jobs import REPO, config_hash, read_json
+    from .overlays import load_model, quiet_logs
+
+    signature = {"config": os.path.relpath(config, REPO), "opts": opts, "root": root, "num_images": num_images,
+                 "merged_config_sha1": config_hash(config, opts), "weights": _file_id(_opt(opts, "MODEL.PIXELCLIP.CLIP_PRETRAINED"))}
+    cached = read_json(path)
+    if cached and cached.get("signature") == signature:
+        logging.getLogger("synthetic_demo").info("  headroom               already done (%s), skipped", path)
+        return cached["headroom"]
+    with quiet_logs():
+        _, model = load_model(config, opts, "")
+        headroom = measure_world_headroom(model, root, MetadataCatalog.get(dataset).stuff_classes, num_images)
+    atomic_write(path, json.dumps({"signature": signature, "headroom": headroom}, indent=1))
+    return headroom
+
+
+def _opt(opts: List[str], key: str) -> str:
+    for k, v in zip(opts[::2], opts[1::2]):
+        if k == key:
+            return v
+    return ""
+
+
+def _file_id(path: str) -> str:
+    """size and mtime of a file, so a re-pre-trained CLIP invalidates cached diagnostics."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_size}-{int(st.st_mtime)}"
