@@ -3,6 +3,7 @@ building our PixelCLIP from its config with the project's own configuration (con
 
 The fixture holds the release's own outputs; it is never regenerated from this project's code."""
 import json
+import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -33,8 +34,11 @@ def _register_architecture() -> str:
     """Registers the golden's open_clip architecture json (a test-only name) with open_clip."""
     cfg = golden()["config"]
     folder = Path(tempfile.mkdtemp(prefix="release_golden_arch_"))
-    (folder / f"{cfg['open_clip_model_name']}.json").write_text(json.dumps(cfg["open_clip_model_cfg"]))
-    open_clip.add_model_config(folder)
+    try:
+        (folder / f"{cfg['open_clip_model_name']}.json").write_text(json.dumps(cfg["open_clip_model_cfg"]))
+        open_clip.add_model_config(folder)  # reads the json now: the folder is not needed afterwards
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return cfg["open_clip_model_name"]
 
 
