@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-__all__ = ["blind_bce", "cluster_stats", "log_cluster_stats"]
+__all__ = ["blind_bce", "cluster_stats", "current_storage", "log_cluster_stats"]
 
 
 @torch.no_grad()
@@ -74,16 +74,23 @@ def cluster_stats(assignment: torch.Tensor, num_clusters: int, prompt_embeddings
     return out
 
 
+def current_storage():
+    """Detectron2's current EventStorage, or None outside a trainer (a test, a benchmark, inference)."""
+    from detectron2.utils.events import get_event_storage
+
+    try:
+        return get_event_storage()
+    except AssertionError:
+        return None
+
+
 def log_cluster_stats(masks: List[torch.Tensor], assignment: torch.Tensor, targets: torch.Tensor,
                       valid: torch.Tensor, prompt_embeddings: torch.Tensor,
                       class_embeddings: Optional[torch.Tensor] = None) -> None:
     """Put the statistics of one training step into the current EventStorage as ``pixelclip/<name>``
     (nothing when called outside a trainer)."""
-    from detectron2.utils.events import get_event_storage
-
-    try:
-        storage = get_event_storage()
-    except AssertionError:  # called outside a trainer
+    storage = current_storage()
+    if storage is None:
         return
     storage.put_scalar("pixelclip/masks_per_image", sum(len(m) for m in masks) / max(len(masks), 1))
     storage.put_scalar("pixelclip/blind_loss", float(blind_bce(targets, valid)))

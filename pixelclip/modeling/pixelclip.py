@@ -13,7 +13,7 @@ from ..clip.dense import dense_features
 from ..clip.text import SINGLE_TEMPLATE, LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
 from ..data.vocabulary import default_vocabulary
 from ..utils.modules import hold_reference
-from .cluster_stats import log_cluster_stats
+from .cluster_stats import current_storage, log_cluster_stats
 from .clustering import cluster_targets, resize_masks
 from .decoder import CostVolumeDecoder
 from .momentum import MomentumEncoder
@@ -230,8 +230,9 @@ class PixelCLIP(nn.Module):
         targets, valid, assignment = cluster_targets(teacher_features, masks, prompt_embeddings.detach(),
                                                      self.eps, self.sinkhorn_iters)
         loss = self.mask_loss(student_features, prompt_embeddings, targets, valid)
-        class_embeddings = self.classifier(self.vocabulary) if self.vocabulary else None  # cached; logs only
-        log_cluster_stats(masks, assignment, targets, valid, prompt_embeddings, class_embeddings)
+        if current_storage() is not None:  # in a trainer: per-step diagnostics (class names read for the log only)
+            class_embeddings = self.classifier(self.vocabulary) if self.vocabulary else None  # encoded once, cached
+            log_cluster_stats(masks, assignment, targets, valid, prompt_embeddings, class_embeddings)
         return {"loss_masks": loss}
 
     @torch.no_grad()
