@@ -12,6 +12,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
+import torch
 from detectron2.data import MetadataCatalog
 from detectron2.evaluation import SemSegEvaluator
 
@@ -43,16 +44,22 @@ class SemSegLabelLoader:
         self.expected_sizes = dict(expected_sizes or {})
 
     def __call__(self, filename: str, dtype=int) -> np.ndarray:
-        label = read_label_file(filename, dtype=np.int64)
+        stored = read_label_file(filename, dtype=None)  # the file's own integer type (uint8 for most)
         expected = self.expected_sizes.get(filename)
-        if expected is not None and label.shape != tuple(expected):
+        if expected is not None and stored.shape != tuple(expected):
             raise ValueError(
-                f"label file {filename} is {label.shape[0]}×{label.shape[1]} (H×W) but its image is "
+                f"label file {filename} is {stored.shape[0]}×{stored.shape[1]} (H×W) but its image is "
                 f"{expected[0]}×{expected[1]}"
             )
-        bad = (label != self.ignore_label) & ((label < 0) | (label >= self.num_classes))
-        if bad.any():
-            values = np.unique(label[bad])[:5].tolist()
+        label = stored.astype(np.int64)
+        if stored.dtype == np.uint8:  # one pass over the bytes: which values occur
+            present = np.flatnonzero(np.bincount(stored.reshape(-1), minlength=256))
+            bad = present[(present >= self.num_classes) & (present != self.ignore_label)]
+        else:
+            bad = (label != self.ignore_label) & ((label < 0) | (label >= self.num_classes))
+            bad = np.unique(label[bad]) if bad.any() else bad[:0]
+        if len(bad):
+            values = bad[:5].tolist()
             raise ValueError(
                 f"label file {filename} holds class ids {values} outside 0..{self.num_classes - 1} "
                 f"(ignore_label {self.ignore_label}); was it made by the dataset's "
@@ -76,7 +83,8 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
             if labels.dim() != 2:
                 raise ValueError(f"sem_seg_labels for {inp['file_name']} has shape {tuple(labels.shape)}; expected H×W")
             self._check_size(inp, labels)
-            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self._num_classes):
+            low, high = torch.aminmax(labels) if labels.numel() else (0, 0)  # one pass
+            if int(low) < 0 or int(high) >= self._num_classes:
                 raise ValueError(
                     f"sem_seg_labels for {inp['file_name']} hold ids outside 0..{self._num_classes - 1} "
                     f"(dataset {self._dataset_name}); evaluate with the dataset's vocabulary."
@@ -146,13 +154,13 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
         return results
 
     def encode_json_sem_seg(self, sem_seg, input_file_name, labels=None):
-        """D2's COCO-stuff RLE results of one H×W prediction; ``labels`` (the ids present, if known)
-        spares the ``np.unique`` pass over the image."""
+        """D2's COCO-stuff RLE results of one H×W prediction, byte for byte (one pass over the image for
+        all labels, instead of one mask per label); ``labels`` (the ids present, if known) spares the
+        ``np.unique`` pass."""
         if labels is None:
             labels = np.unique(sem_seg)
-        sem_seg = np.asfortranarray(sem_seg)  # masks compared from it are Fortran-ordered, as RLE wants
         results = []
-        for label in labels:
+        for label, rle in zip(labels, label_rles(sem_seg, labels)):
             label = int(label)
             if self._contiguous_id_to_dataset_id is not None:
                 if label not in self._contiguous_id_to_dataset_id:
@@ -160,10 +168,39 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
                 dataset_id = self._contiguous_id_to_dataset_id[label]
             else:
                 dataset_id = label
-            rle = mask_util.encode((sem_seg == label).astype(np.uint8)[:, :, None])[0]
             rle["counts"] = rle["counts"].decode("utf-8")
             results.append({"file_name": input_file_name, "category_id": dataset_id, "segmentation": rle})
         return results
+
+
+def label_rles(label_map: np.ndarray, labels) -> list:
+    """COCO RLEs of the masks ``label_map == l`` for each l of ``labels``: the same dicts as
+    ``pycocotools.mask.encode`` of each mask (``size`` [H, W], compressed ``counts`` bytes).
+
+    The H×W map is read once in column-major order (RLE's order) and cut into runs of one label;
+    each label's RLE counts are then its runs and the gaps between them, starting with a gap
+    (possibly 0), without a trailing 0."""
+    h, w = label_map.shape
+    flat = np.asarray(label_map).ravel(order="F")
+    n = flat.size
+    if n == 0:
+        return [mask_util.encode(np.zeros((h, w, 1), dtype=np.uint8, order="F"))[0] for _ in labels]
+    cuts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.concatenate(([0], cuts))
+    ends = np.concatenate((cuts, [n]))
+    order = np.argsort(flat[starts], kind="stable")  # runs grouped by label, in image order
+    run_labels = flat[starts][order]
+    out = []
+    for label in labels:
+        runs = order[np.searchsorted(run_labels, label, "left"):np.searchsorted(run_labels, label, "right")]
+        s, e = starts[runs], ends[runs]
+        counts = np.empty(2 * len(runs) + 1, dtype=np.int64)  # gap, run, gap, run, ..., gap
+        counts[0::2] = np.concatenate((s, [n])) - np.concatenate(([0], e))
+        counts[1::2] = e - s
+        if len(counts) > 1 and counts[-1] == 0:
+            counts = counts[:-1]
+        out.append(mask_util.frPyObjects({"counts": counts.tolist(), "size": [h, w]}, h, w))
+    return out
 
 
 def build_sem_seg_evaluator(

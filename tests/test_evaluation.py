@@ -6,6 +6,7 @@ import math
 import uuid
 
 import numpy as np
+import pycocotools.mask as mask_util
 import pytest
 import torch
 from detectron2.data import DatasetCatalog
@@ -71,6 +72,15 @@ def test_label_loader_checks_size_and_class_ids(tmp_path):
         SemSegLabelLoader(3, 255, {str(path): (3, 2)})(str(path))
     with pytest.raises(ValueError, match=r"l.png holds class ids \[2\] outside 0..1"):
         SemSegLabelLoader(2, 255)(str(path))
+    several = tmp_path / "several.png"
+    Image.fromarray(np.array([[254, 3], [200, 255]], dtype=np.uint8)).save(several)
+    with pytest.raises(ValueError, match=r"several.png holds class ids \[3, 200, 254\] outside 0..2"):
+        SemSegLabelLoader(3, 255)(str(several))
+    wide = tmp_path / "wide.png"  # 16-bit ids (e.g. ADE-847): the check on the file's own type
+    Image.fromarray(np.array([[0, 846], [900, 65535]], dtype=np.uint16)).save(wide)
+    with pytest.raises(ValueError, match=r"wide.png holds class ids \[900\] outside 0..846"):
+        SemSegLabelLoader(847, 65535)(str(wide))
+    assert SemSegLabelLoader(901, 65535)(str(wide)).tolist() == [[0, 846], [900, 65535]]
 
 
 def _mini(tmp_path):
@@ -97,6 +107,10 @@ def test_evaluator_rejects_wrong_vocabulary_size_and_labels(tmp_path):
         evaluator.process([dicts[0]], [{"sem_seg_labels": torch.zeros(h, 30, dtype=torch.long)}])
     with pytest.raises(ValueError, match=r"ids outside 0..149"):
         evaluator.process([dicts[0]], [{"sem_seg_labels": torch.full((h, w), 150, dtype=torch.long)}])
+    negative = torch.zeros((h, w), dtype=torch.long)
+    negative[3, 5] = -1
+    with pytest.raises(ValueError, match=r"ids outside 0..149"):
+        evaluator.process([dicts[0]], [{"sem_seg_labels": negative}])
 
 
 def test_evaluator_reports_a_label_of_the_wrong_size(tmp_path):
@@ -185,3 +199,24 @@ def test_evaluator_takes_argmax_labels_with_the_same_metrics_and_json(tmp_path):
     pred = logits[0].argmax(0).numpy()
     d2 = SemSegEvaluator.encode_json_sem_seg(evaluator, pred, dicts[0]["file_name"])
     assert d2 == [r for r in json_labels if r["file_name"] == dicts[0]["file_name"]]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (5, 6), (33, 20)])
+def test_label_rles_are_pycocotools_encodings_of_each_mask(shape):
+    """Against pycocotools' own encoder, one mask at a time: labels touching the first and the last
+    pixel (column-major), a label covering everything, single pixels, absent labels."""
+    from pixelclip.evaluation import label_rles
+
+    rng = np.random.default_rng(sum(shape))
+    h, w = shape
+    maps = [rng.integers(0, 4, shape), np.full(shape, 3), rng.integers(0, 2, shape) * 7,
+            np.kron(rng.integers(0, 3, (h // 3 + 1, w // 3 + 1)), np.ones((3, 3), dtype=np.int64))[:h, :w]]
+    one_pixel = np.zeros(shape, dtype=np.int64)
+    one_pixel[-1, -1] = 5
+    maps.append(one_pixel)
+    for label_map in maps:
+        labels = list(range(9))  # present and absent ones
+        ours = label_rles(label_map, labels)
+        expected = [mask_util.encode(np.asfortranarray((label_map == k).astype(np.uint8))[:, :, None])[0]
+                    for k in labels]
+        assert ours == expected

@@ -13,8 +13,8 @@ def read_label_file(path: str, dtype=np.int64) -> np.ndarray:
     """Read a single-channel class-id map (8-bit or 16-bit PNG / TIFF; palette PNGs give indices).
 
     Returns:
-        H×W array of ``dtype``. Raises ``FileNotFoundError`` / ``ValueError`` naming the file when
-        it is missing, unreadable, or not a single-channel label map.
+        H×W array of ``dtype`` (``None``: the file's own integer type). Raises ``FileNotFoundError`` /
+        ``ValueError`` naming the file when it is missing, unreadable, or not a single-channel label map.
     """
     try:
         with PathManager.open(path, "rb") as f, Image.open(f) as img:
@@ -33,4 +33,4 @@ def read_label_file(path: str, dtype=np.int64) -> np.ndarray:
         raise ValueError(f"label file {path} is corrupt or not an image ({e})") from None
     if array.ndim != 2:
         raise ValueError(f"label file {path} has shape {array.shape}; expected H×W")
-    return array.astype(dtype, copy=False)
+    return array if dtype is None else array.astype(dtype, copy=False)

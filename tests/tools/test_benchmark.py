@@ -59,3 +59,25 @@ def test_sam_like_masks_are_overlapping_masks_of_many_sizes():
     assert int(masks.sum(0).max()) > 1  # nested / overlapping
     small = F.interpolate(masks[None].float(), size=(32, 32), mode="nearest")[0]
     assert (small.flatten(1).sum(1) <= 1).any()  # some vanish at a low mask resolution
+
+
+def test_module_clock_counts_only_the_modules_forward(monkeypatch):
+    """A fake clock that the module's forward advances by 3 s and the code around it by 5 s: the
+    in-run backbone time of the eval table must be 3 s per call."""
+    bench = _benchmark()
+    now = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: now[0])
+
+    class Slow(torch.nn.Module):
+        def forward(self, x):
+            now[0] += 3.0
+            return x
+
+    module = Slow()
+    with bench.ModuleClock(module, torch.device("cpu")) as clock:
+        for _ in range(2):
+            now[0] += 5.0
+            module(torch.zeros(1))
+    assert clock.seconds == 6.0
+    module(torch.zeros(1))  # hooks removed when the context closed
+    assert clock.seconds == 6.0 and not module._forward_hooks and not module._forward_pre_hooks
