@@ -4,6 +4,7 @@
     python tools/benchmark.py                          # CPU: train step, inference, --eval-only path
     python tools/benchmark.py --device cuda --train-batch 48
     python tools/benchmark.py --tasks eval             # labels path vs backbone, release-style, K×H×W
+    python tools/benchmark.py --tasks eval-parts       # the --eval-only path part by part
     python tools/benchmark.py --tasks train-profile    # the training step by part, batch 2 and 4
     python tools/benchmark.py --tasks train-compare --profile-batches 2   # vs commit --baseline
 
@@ -15,6 +16,8 @@ Tasks:
                  the release's path (batch 1, K×H×W logits by D2's sem_seg_postprocess, arg-max in the
                  evaluator) and this project's batched K×H×W logits path, on a generated
                  ADE20K-150-layout folder (512×683 images); speeds, ratios, label differences
+  eval-parts     where the ``--eval-only`` time goes: each part (test mapper, CLIP preprocessing, backbone,
+                 cosine scores, labels, evaluator) timed on its own over the eval task's images
   train-profile  one training step timed by part (student, teacher, prompts, clustering, decoder, optimizer)
   train-compare  whole training steps of this checkout against the commit ``--baseline``, alternating
                  processes (each imports its own pixelclip: ``--code-root``)
@@ -432,10 +435,25 @@ def _score_gap(low_res: torch.Tensor, size, pixels: torch.Tensor, a: torch.Tenso
     return float((score(a) - score(b)).abs().max())
 
 
+def eval_dataset(root: str, args, cfg) -> Tuple["CfgNode", str]:  # noqa: F821
+    """``args.eval_images`` generated ADE20K-150 images under ``root``, registered as the test set of a
+    copy of ``cfg`` (outputs under ``root``) -> (that config, the dataset's name)."""
+    from pixelclip.data.datasets.ade20k import register_ade20k_150
+
+    write_ade_layout(root, args.eval_images, 150)
+    name = "benchmark_ade20k_150"
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+    register_ade20k_150(root, name=name)
+    cfg = cfg.clone()
+    cfg.DATASETS.TEST = (name,)
+    cfg.OUTPUT_DIR = os.path.join(root, "output")
+    return cfg, name
+
+
 def bench_eval(args, cfg, device) -> List:
     """Per score regime: the dense backbone alone, ``--eval-only`` (Trainer.test, labels output), the
     release's path (batch 1, K×H×W logits, arg-max) and this project's K×H×W logits path (batched)."""
-    from pixelclip.data.datasets.ade20k import register_ade20k_150
     from pixelclip.data.mappers import SemanticTestMapper
     from pixelclip.trainer import Trainer
 
@@ -445,14 +463,7 @@ def bench_eval(args, cfg, device) -> List:
             raise ValueError(f"unknown score regime '{regime}' ({', '.join(REGIMES)})")
     rows, stats = [], []
     with tempfile.TemporaryDirectory() as root:
-        write_ade_layout(root, args.eval_images, 150)
-        name = "benchmark_ade20k_150"
-        if name in DatasetCatalog.list():
-            DatasetCatalog.remove(name)
-        register_ade20k_150(root, name=name)
-        cfg = cfg.clone()
-        cfg.DATASETS.TEST = (name,)
-        cfg.OUTPUT_DIR = os.path.join(root, "output")
+        cfg, name = eval_dataset(root, args, cfg)
         single = cfg.clone()
         single.TEST.IMS_PER_BATCH = 1
         torch.manual_seed(args.seed)  # random weights: which classes win where depends on them
@@ -558,6 +569,64 @@ def bench_eval(args, cfg, device) -> List:
     return EVAL_HEADERS, rows, notes
 
 
+def bench_eval_parts(args, cfg, device) -> Tuple[List[str], List, List[str]]:
+    """The parts of the ``--eval-only`` path (random scores), each timed on its own over the eval task's
+    images (interleaved ``--eval-repeats``, medians), per image and as a share of their sum."""
+    from pixelclip.modeling.pixelclip import _resized_cosine
+    from pixelclip.modeling.postprocess import argmax_labels
+    from pixelclip.trainer import Trainer
+
+    with tempfile.TemporaryDirectory() as root:
+        cfg, name = eval_dataset(root, args, cfg)
+        torch.manual_seed(args.seed)
+        model = BenchmarkPixelCLIP(cfg).to(device).eval()
+        model.set_vocabulary(get_stuff_classes(name))
+        loader = Trainer.build_test_loader(cfg, name)
+        meta = MetadataCatalog.get(name)
+        evaluator = PixelCLIPSemSegEvaluator(name, distributed=False, output_dir=None,
+                                             sem_seg_loading_fn=SemSegLabelLoader(len(meta.stuff_classes),
+                                                                                  meta.ignore_label))
+        r = model.test_feature_resolution
+        with torch.no_grad():
+            batches = list(loader)
+            text = model.classifier(model.vocabulary).to(device)
+            images = [model.preprocess.batch([x["image"] for x in b]) for b in batches]
+            features = [model.backbone(x)["clip_dense"] for x in images]
+            scores = [_resized_cosine(f, text, (r, r)) for f in features]
+            sizes = [[(x["height"], x["width"]) for x in b] for b in batches]
+            outputs = [[{"sem_seg_labels": lb} for lb in argmax_labels(sc, sz)] for sc, sz in zip(scores, sizes)]
+
+            def evaluate():
+                evaluator.reset()
+                for b, out in zip(batches, outputs):
+                    evaluator.process(b, out)
+
+            parts = {
+                "test mapper (decode the JPEG, resize its short side to 640)": lambda: list(loader),
+                "CLIP preprocessing (normalise, resize to the CLIP input)":
+                    lambda: [model.preprocess.batch([x["image"] for x in b]) for b in batches],
+                "dense backbone": lambda: [model.backbone(x) for x in images],
+                f"cosine scores at {r}² (with the resized features' norms)":
+                    lambda: [_resized_cosine(f, text, (r, r)) for f in features],
+                "labels (upsample_argmax to the image size)":
+                    lambda: [argmax_labels(sc, sz) for sc, sz in zip(scores, sizes)],
+                "evaluator.process (label file, confusion matrix, boundary IoU, RLE results)": evaluate,
+            }
+            runs: Dict[str, list] = {k: [] for k in parts}
+            for _ in range(args.eval_repeats):
+                for key, fn in parts.items():
+                    runs[key].append(timed(fn, device, iters=1, warmup=0))
+    n = sum(len(b) for b in batches)
+    ms = {k: 1000 * float(np.median(v)) / n for k, v in runs.items()}
+    total = sum(ms.values())
+    rows = [[k, f"{v:.1f}", f"{100 * v / total:.1f} %"] for k, v in ms.items()]
+    rest = total - ms["dense backbone"]
+    rows.append(["all but the backbone", f"{rest:.1f}", f"{100 * rest / total:.1f} %"])
+    notes = [f"{n} images of 512×683, test batch {args.test_batch}, data-loader workers {args.workers}; "
+             "the Trainer's own bookkeeping (building the loader and evaluator, metrics, summary) is not a part"]
+    return ["part of --eval-only", "ms / image", "share"], rows, notes
+
+
 def bench_text(args, cfg, device) -> Tuple[List[str], List, List[str]]:
     """First encoding of a vocabulary vs reading it back from the disk cache
     (``pixelclip/clip/text_cache.py``) in a new model with the same weights, as a second run does."""
@@ -594,7 +663,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--model", default="ViT-B-16-quickgelu", help="open_clip architecture (random weights)")
-    parser.add_argument("--tasks", default="train,infer,eval", help="any of train,infer,eval,text")
+    parser.add_argument("--tasks", default="train,infer,eval",
+                        help="any of train,infer,eval,eval-parts,train-profile,train-compare,text")
     parser.add_argument("--clip-resolution", type=int, default=320)
     parser.add_argument("--crop", type=int, default=640)
     parser.add_argument("--num-masks", type=int, default=64)
@@ -627,7 +697,8 @@ def main():
     setup_logger(name="pixelclip")
     device = torch.device(args.device)
     cfg = make_cfg(args)
-    tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval, "train-profile": bench_train_profile,
+    tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval, "eval-parts": bench_eval_parts,
+             "train-profile": bench_train_profile,
              "train-compare": bench_train_compare, "text": bench_text}
     title = (f"PixelCLIP {args.model} | CLIP input {args.clip_resolution}² | crop {args.crop}² | K=64 | "
              f"{device} | {torch.get_num_threads()} threads | autocast {args.autocast or 'off'}")
