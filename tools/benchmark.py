@@ -442,8 +442,11 @@ def eval_dataset(root: str, args, cfg) -> Tuple["CfgNode", str]:  # noqa: F821
 
     write_ade_layout(root, args.eval_images, 150)
     name = "benchmark_ade20k_150"
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
+    for old in (name, f"pixelclip_{name}"):  # a previous task's registration points to its deleted folder
+        if old in DatasetCatalog.list():
+            DatasetCatalog.remove(old)
+        if old in MetadataCatalog.list():
+            MetadataCatalog.remove(old)
     register_ade20k_150(root, name=name)
     cfg = cfg.clone()
     cfg.DATASETS.TEST = (name,)

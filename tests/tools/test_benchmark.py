@@ -81,3 +81,22 @@ def test_module_clock_counts_only_the_modules_forward(monkeypatch):
     assert clock.seconds == 6.0
     module(torch.zeros(1))  # hooks removed when the context closed
     assert clock.seconds == 6.0 and not module._forward_hooks and not module._forward_pre_hooks
+
+
+def test_eval_tasks_register_their_folder_again_in_one_process(tmp_path):
+    """``--tasks eval-parts,eval`` runs two eval tasks in one process, each in a new temporary folder:
+    the second must read its own folder, not the first one's (deleted) registration."""
+    from detectron2.data import DatasetCatalog
+
+    bench = _benchmark()
+
+    class Args:
+        eval_images = 2
+
+    cfg = make_tiny_cfg()
+    for root in (tmp_path / "first", tmp_path / "second"):
+        root.mkdir()
+        test_cfg, name = bench.eval_dataset(str(root), Args, cfg)
+        assert test_cfg.DATASETS.TEST == (name,)
+        files = [d["file_name"] for d in DatasetCatalog.get(name)]
+        assert len(files) == 2 and all(f.startswith(str(root)) for f in files)
