@@ -134,7 +134,8 @@ class ModuleClock:
 
     def __enter__(self):
         self.seconds = 0.0
-        self._hooks = [self.module.register_forward_pre_hook(self._start), self.module.register_forward_hook(self._stop)]
+        self._hooks = [self.module.register_forward_pre_hook(self._start),
+                       self.module.register_forward_hook(self._stop)]
         return self
 
     def __exit__(self, *exc):
