@@ -195,8 +195,9 @@ def label_rles(label_map: np.ndarray, labels) -> list:
     cuts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     starts = np.concatenate(([0], cuts))
     ends = np.concatenate((cuts, [n]))
-    order = np.argsort(flat[starts], kind="stable")  # runs grouped by label, in image order
-    run_labels = flat[starts][order]
+    run_labels = flat[starts]
+    order = np.argsort(run_labels, kind="stable")  # runs grouped by label, in image order
+    run_labels = run_labels[order]
     out = []
     for label in labels:
         runs = order[np.searchsorted(run_labels, label, "left"):np.searchsorted(run_labels, label, "right")]
