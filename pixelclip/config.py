@@ -93,13 +93,21 @@ def add_pixelclip_config(cfg: CN) -> None:
     cfg.MODEL.DINO.MODEL_NAME = "vit_small_patch16_224"  # timm architecture of the DINO ViT-S/16
     cfg.MODEL.DINO.WEIGHTS = ""  # local file with the DINO weights (timm or original key layout)
     cfg.MODEL.DINO.NUM_CLUSTERS = 16  # k-means clusters per image, each becomes one mask
-    cfg.MODEL.DINO.KMEANS_ITERS = 20  # Lloyd iterations
-    cfg.MODEL.DINO.INPUT_SIZE = 448  # square side the image is resized to for DINO
+    # k-means as the release (fast_pytorch_kmeans defaults): k random tokens as initial centres (torch's RNG),
+    # Lloyd steps until the centres' summed squared shift is at most KMEANS_TOL or KMEANS_ITERS steps ran
+    cfg.MODEL.DINO.KMEANS_ITERS = 100
+    cfg.MODEL.DINO.KMEANS_TOL = 1e-4
+    # 0 = DINO sees the training crop as it is, sides cut down to a multiple of 16 (the release: 640² -> 40×40
+    # tokens); N > 0 resizes the crop to N×N first (fewer tokens, less memory)
+    cfg.MODEL.DINO.INPUT_SIZE = 0
 
     # --- data (keys Detectron2 lacks; the recipe's values are in configs/Base-PixelCLIP.yaml) ---
     _add_if_absent(cfg.INPUT, "DATASET_MAPPER_NAME", "pixelclip_unlabeled")  # pixelclip.data.MAPPER_REGISTRY name
     _add_if_absent(cfg.INPUT, "COLOR_AUG_SSD", False)  # SSD photometric distortion on both views (recipe: True)
     _add_if_absent(cfg.INPUT, "STRONG_AUG", False)  # a strongly colour-augmented student view (recipe: True)
+    # with STRONG_AUG: black out a random box of the strong view (sides 0.1-0.5 of the crop's) and remove it from
+    # every mask, dropping the masks it empties (the release's cutout; pixelclip/data/mappers/cutout.py)
+    _add_if_absent(cfg.INPUT, "STRONG_CUTOUT", True)
 
     # --- solver (pixelclip/solver.py; keys Detectron2 lacks) ---
     _add_if_absent(cfg.SOLVER, "OPTIMIZER", "SGD")  # SGD (what Detectron2 builds) | ADAMW (recipe)

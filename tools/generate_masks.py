@@ -69,8 +69,14 @@ def get_parser() -> argparse.ArgumentParser:
     dino.add_argument("--dino-weights", default="", help="local DINO ViT-S/16 weights (timm or original layout)")
     dino.add_argument("--dino-model", default="vit_small_patch16_224", help="timm architecture name")
     dino.add_argument("--clusters", type=int, default=16, help="k-means clusters per image (one mask each)")
-    dino.add_argument("--kmeans-iters", type=int, default=20)
-    dino.add_argument("--dino-input-size", type=int, default=448, help="square side the image is resized to")
+    dino.add_argument("--kmeans-iters", type=int, default=100, help="k-means steps at most (the release's 100)")
+    dino.add_argument("--kmeans-tol", type=float, default=1e-4, help="k-means stops when the centres move less")
+    dino.add_argument("--dino-input-size", type=int, default=448,
+                      help="square side the image is resized to; 0 = the image as it is (full-size images "
+                           "make many tokens: training's online masks use 0 on the 640² crop)")
+    dino.add_argument("--kmeans-seed", type=int, default=0,
+                      help="seed of the k-means initialisation, drawn anew per image (the same image always "
+                           "gives the same masks)")
     return p
 
 
@@ -81,7 +87,8 @@ def build_masker(args: argparse.Namespace) -> Masker:
         return SamMasker(sam, **{name: getattr(args, name) for name in SAM_KNOBS})
     backbone = build_dino_backbone(args.dino_model, args.dino_weights)
     masker = DinoKMeansMasker(backbone, num_clusters=args.clusters, kmeans_iters=args.kmeans_iters,
-                              input_size=args.dino_input_size).to(args.device)
+                              kmeans_tol=args.kmeans_tol, input_size=args.dino_input_size,
+                              seed=args.kmeans_seed).to(args.device)
     return BinaryMaskAdapter(masker.mask_image)
 
 
@@ -99,7 +106,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(" ".join(str(e).split()), "check --method and its weights options (--help)") from None
     sam_only = set(SAM_KNOBS) | {"sam_checkpoint", "model_type"}
-    dino_only = {"dino_weights", "dino_model", "clusters", "kmeans_iters", "dino_input_size"}
+    dino_only = {"dino_weights", "dino_model", "clusters", "kmeans_iters", "kmeans_tol", "dino_input_size",
+                 "kmeans_seed"}
     unused = dino_only if args.method == "sam" else sam_only
     options = {k: v for k, v in vars(args).items()
                if k not in unused and k not in ("input", "output", "summary", "no_progress")}

@@ -11,7 +11,7 @@ differs only by wrapping/prefixes); nothing is downloaded.
 """
 import logging
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import timm
@@ -112,59 +112,68 @@ def _resample_pos_embed(pos: torch.Tensor, target: torch.Tensor, num_prefix: int
     return resample_abs_pos_embed(pos, [new, new], [old, old], num_prefix_tokens=num_prefix)
 
 
-def kmeans(x: torch.Tensor, k: int, iters: int = 20, seed: int = 0) -> torch.Tensor:
-    """Batched Lloyd k-means (Euclidean), deterministic given ``seed``.
+def kmeans(
+    x: torch.Tensor, k: int, max_iters: int = 100, tol: float = 1e-4, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
+    """The release's k-means (``fast_pytorch_kmeans.KMeans(k)`` 0.2.x defaults), one image after another.
+
+    Per image: centres are ``k`` points drawn uniformly with replacement (``torch.randint``, torch's RNG or
+    ``generator``); then Lloyd steps (Euclidean) until the squared shift of all centres sums to at most
+    ``tol`` or ``max_iters`` steps ran. A cluster that loses every point gets the zero vector as centre (the
+    release's ``nan_to_num`` of an empty mean); the labels returned are those of the last assignment. Runs
+    in float32 with autocast off, whatever the caller's precision.
 
     Args:
         x: B×N×C points.
         k: clusters (at most N).
-        iters: Lloyd iterations.
-        seed: seed of the k-means++ initialisation.
+        max_iters, tol: the release's stopping rule.
+        generator: None draws from torch's global RNG (the release); a generator makes the draws repeatable.
     Returns:
         labels: long B×N in [0, k).
     """
     b, n, _ = x.shape
     k = min(k, n)
-    centres = _kmeans_pp_init(x, k, seed)
-    labels = torch.cdist(x, centres).argmin(dim=-1)
-    for _ in range(iters):
-        one_hot = F.one_hot(labels, k).to(x.dtype)  # B×N×k
-        counts = one_hot.sum(dim=1)[..., None]  # B×k×1
-        sums = one_hot.transpose(1, 2) @ x  # B×k×C
-        centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)  # empty: keep centre
-        new_labels = torch.cdist(x, centres).argmin(dim=-1)
-        if torch.equal(new_labels, labels):
+    with torch.autocast(x.device.type, enabled=False):
+        return torch.stack([_lloyd(points, k, max_iters, tol, generator) for points in x.float()])
+
+
+def _lloyd(x: torch.Tensor, k: int, max_iters: int, tol: float, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """N×C points -> N labels (see :func:`kmeans`)."""
+    n = x.shape[0]
+    draw_on = generator.device if generator is not None else x.device
+    centres = x[torch.randint(0, n, (k,), generator=generator, device=draw_on).to(x.device)]
+    sq_norms = (x * x).sum(dim=1, keepdim=True)  # N×1
+    clusters = torch.arange(k, device=x.device)[:, None]  # k×1
+    labels = torch.zeros(n, dtype=torch.long, device=x.device)
+    for _ in range(max(1, max_iters)):
+        # nearest centre by the largest -||x - c||^2 = 2 x.c - |x|^2 - |c|^2 (first centre on ties)
+        similarity = 2 * x @ centres.T - sq_norms - (centres * centres).sum(dim=1)[None]
+        labels = similarity.argmax(dim=1)
+        members = (labels[None] == clusters).to(x.dtype)  # k×N
+        means = torch.nan_to_num(members @ x / members.sum(dim=1, keepdim=True))  # empty cluster -> 0
+        shift = (means - centres).pow(2).sum()
+        centres = means
+        if shift <= tol:
             break
-        labels = new_labels
     return labels
-
-
-def _kmeans_pp_init(x: torch.Tensor, k: int, seed: int) -> torch.Tensor:
-    """k-means++ seeding (Arthur & Vassilvitskii, 2007) with a CPU generator: B×k×C centres."""
-    generator = torch.Generator().manual_seed(seed)
-    b, n, _ = x.shape
-    batch = torch.arange(b, device=x.device)
-    first = torch.randint(n, (b,), generator=generator).to(x.device)
-    centres = [x[batch, first]]
-    dist = torch.cdist(x, centres[0][:, None]).squeeze(-1) ** 2  # B×N
-    for _ in range(1, k):
-        weights = dist.double().cpu() + 1e-12
-        pick = torch.multinomial(weights, 1, generator=generator).squeeze(1).to(x.device)
-        centres.append(x[batch, pick])
-        dist = torch.minimum(dist, torch.cdist(x, centres[-1][:, None]).squeeze(-1) ** 2)
-    return torch.stack(centres, dim=1)
 
 
 class DinoKMeansMasker(nn.Module):
     """Images -> one mask per k-means cluster of DINO patch tokens.
 
+    As the release: DINO sees the (cropped) training image at its own size, cut down to a multiple of the
+    patch (a 640×640 crop gives 40×40 tokens), normalised with ImageNet's mean and std; each image's
+    tokens are clustered by :func:`kmeans`; the cluster map is nearest-upsampled to the image.
+
     Args:
         backbone: a timm ViT (``forward_features`` returns B×(prefix+h·w)×C tokens).
         num_clusters: k (16 in the paper).
-        kmeans_iters: Lloyd iterations.
-        input_size: square side the image is resized to (a multiple of the patch size).
+        kmeans_iters, kmeans_tol: the k-means stopping rule (the release: 100 and 1e-4).
+        input_size: 0 (the release) runs DINO on the image as it is (each side cut down to a multiple of the
+            patch); N > 0 resizes it to N×N first (a multiple of the patch size).
         pixel_mean, pixel_std: normalisation in 0-255 RGB (ImageNet, as DINO was trained).
-        seed: k-means initialisation seed.
+        seed: None draws the k-means initialisation from torch's RNG (the release); an int seeds a
+            generator anew at each call, so the same image always gives the same masks (offline files).
         input_format: channel order of the images given to ``forward`` (``RGB`` or ``BGR``).
     """
 
@@ -172,12 +181,13 @@ class DinoKMeansMasker(nn.Module):
         self,
         backbone: nn.Module,
         num_clusters: int = 16,
-        kmeans_iters: int = 20,
-        input_size: int = 448,
+        kmeans_iters: int = 100,
+        input_size: int = 0,
         pixel_mean: Sequence[float] = IMAGENET_MEAN,
         pixel_std: Sequence[float] = IMAGENET_STD,
-        seed: int = 0,
+        seed: Optional[int] = None,
         input_format: str = "RGB",
+        kmeans_tol: float = 1e-4,
     ):
         super().__init__()
         if input_format not in ("RGB", "BGR"):
@@ -185,14 +195,15 @@ class DinoKMeansMasker(nn.Module):
         self.flip_channels = input_format == "BGR"
         patch = backbone.patch_embed.patch_size
         self.patch_size = patch[0] if isinstance(patch, (tuple, list)) else int(patch)
-        if input_size % self.patch_size:
-            raise ValueError(
-                f"DinoKMeansMasker: input_size {input_size} is not a multiple of the patch size {self.patch_size}")
+        if input_size < 0 or input_size % self.patch_size:
+            raise ValueError(f"DinoKMeansMasker: input_size {input_size} is not 0 (the image as it is) nor a "
+                             f"multiple of the patch size {self.patch_size}")
         self.backbone = backbone.eval()
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         self.num_clusters = num_clusters
         self.kmeans_iters = kmeans_iters
+        self.kmeans_tol = kmeans_tol
         self.input_size = input_size
         self.seed = seed
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(1, 3, 1, 1), False)
@@ -203,6 +214,15 @@ class DinoKMeansMasker(nn.Module):
         self.backbone.eval()  # always frozen
         return self
 
+    def grid_size(self, height: int, width: int) -> Tuple[int, int]:
+        """(h, w) patch tokens DINO makes of a height×width image."""
+        if self.input_size:
+            return self.input_size // self.patch_size, self.input_size // self.patch_size
+        if min(height, width) < self.patch_size:
+            raise ValueError(f"DinoKMeansMasker: a {height}×{width} image is smaller than one "
+                             f"{self.patch_size}-pixel patch")
+        return height // self.patch_size, width // self.patch_size
+
     @torch.no_grad()
     def patch_features(self, images: torch.Tensor) -> torch.Tensor:
         """B×3×H×W float 0-255 (``input_format``) -> B×h×w×C last-layer patch tokens (final norm)."""
@@ -210,11 +230,13 @@ class DinoKMeansMasker(nn.Module):
         if self.flip_channels:
             x = x.flip(1)
         x = (x - self.pixel_mean) / self.pixel_std
-        x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        h, w = self.grid_size(*x.shape[-2:])
+        size = (h * self.patch_size, w * self.patch_size)
+        if size != tuple(x.shape[-2:]):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         tokens = self.backbone.forward_features(x)
         prefix = getattr(self.backbone, "num_prefix_tokens", 1)
-        grid = self.input_size // self.patch_size
-        return tokens[:, prefix:].reshape(len(images), grid, grid, -1)
+        return tokens[:, prefix:].reshape(len(images), h, w, -1)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
@@ -224,9 +246,14 @@ class DinoKMeansMasker(nn.Module):
         Returns:
             B bool tensors k_i×H×W (the non-empty clusters, nearest-upsampled to H×W).
         """
-        feats = self.patch_features(images)
-        b, h, w, c = feats.shape
-        labels = kmeans(feats.reshape(b, h * w, c).float(), self.num_clusters, self.kmeans_iters, self.seed)
+        with torch.autocast(images.device.type, enabled=False):  # DINO and k-means in float32
+            feats = self.patch_features(images.float())
+            b, h, w, c = feats.shape
+            generator = None
+            if self.seed is not None:
+                generator = torch.Generator(device=feats.device).manual_seed(self.seed)
+            labels = kmeans(feats.reshape(b, h * w, c), self.num_clusters, self.kmeans_iters, self.kmeans_tol,
+                            generator)
         k = min(self.num_clusters, h * w)
         grid = F.one_hot(labels, k).permute(0, 2, 1).reshape(b, k, h, w).float()
         full = F.interpolate(grid, size=images.shape[-2:], mode="nearest").bool()
@@ -240,7 +267,8 @@ class DinoKMeansMasker(nn.Module):
 
 def build_dino_masker(cfg) -> DinoKMeansMasker:
     """The online masker of ``MODEL.DINO`` (``MODEL_NAME``, ``WEIGHTS``, ``NUM_CLUSTERS``,
-    ``KMEANS_ITERS``, ``INPUT_SIZE``); it takes images in ``INPUT.FORMAT``."""
+    ``KMEANS_ITERS``, ``KMEANS_TOL``, ``INPUT_SIZE``); it takes images in ``INPUT.FORMAT`` and draws its
+    k-means initialisation from torch's RNG, as the release."""
     d = cfg.MODEL.DINO
     if not d.WEIGHTS:
         raise ValueError(
@@ -248,4 +276,4 @@ def build_dino_masker(cfg) -> DinoKMeansMasker:
             "(or 'random' for tests)")
     backbone = build_dino_backbone(d.MODEL_NAME, d.WEIGHTS)
     return DinoKMeansMasker(backbone, num_clusters=d.NUM_CLUSTERS, kmeans_iters=d.KMEANS_ITERS,
-                            input_size=d.INPUT_SIZE, input_format=cfg.INPUT.FORMAT)
+                            kmeans_tol=d.KMEANS_TOL, input_size=d.INPUT_SIZE, input_format=cfg.INPUT.FORMAT)

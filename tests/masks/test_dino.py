@@ -1,25 +1,66 @@
 """DINO k-means masks: deterministic clusters that tile the image; weights from local files only."""
+from pathlib import Path
+
 import pytest
 import torch
 
-from pixelclip.masks.dino import DinoKMeansMasker, build_dino_backbone, kmeans, load_dino_state_dict
+from pixelclip.masks.dino import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DinoKMeansMasker,
+    build_dino_backbone,
+    kmeans,
+    load_dino_state_dict,
+)
 from tests.masks.tiny_models import tiny_vit
 
 
-def test_kmeans_separates_blobs_and_is_deterministic():
+RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release_data_path.pt"
+
+
+def test_kmeans_is_the_release_kmeans():
+    """fast_pytorch_kmeans.KMeans(k).fit_predict (the release's DINO k-means, 0.2.2 defaults) on seeded
+    points, torch's RNG seeded alike: the same labels (tests/fixtures/make_release_data_path.py)."""
+    cases = torch.load(RELEASE, map_location="cpu", weights_only=False)["kmeans"]
+    for case in cases:
+        torch.manual_seed(case["torch_seed"])
+        labels = kmeans(case["points"][None], case["k"])
+        assert torch.equal(labels[0], case["labels"]), case["k"]
+    torch.manual_seed(0)
+    two = kmeans(torch.stack([cases[0]["points"], cases[0]["points"]]), cases[0]["k"])
+    assert torch.equal(two[0], cases[0]["labels"])  # the batch is clustered image after image, draws in order
+
+
+def test_kmeans_by_hand():
+    """Centres drawn with replacement from torch's RNG, Lloyd steps, the tolerance rule, empty clusters at 0."""
+    points = torch.tensor([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])[None]
     g = torch.Generator().manual_seed(0)
-    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-    points = (centres.repeat_interleave(20, 0) + 0.1 * torch.randn(60, 2, generator=g))[None]
-    labels = kmeans(points, 3, iters=20, seed=0)
-    assert labels.shape == (1, 60)
-    groups = labels[0].view(3, 20)
-    assert all(len(set(row.tolist())) == 1 for row in groups) and len(set(groups[:, 0].tolist())) == 3
-    assert torch.equal(labels, kmeans(points, 3, iters=20, seed=0))
+    start = torch.randint(0, 4, (2,), generator=torch.Generator().manual_seed(0))
+    labels = kmeans(points, 2, generator=g)
+    if start[0] // 2 != start[1] // 2:  # one centre in each pair: the pairs are found
+        assert labels[0].tolist() in ([0, 0, 1, 1], [1, 1, 0, 0])
+    # one step only: labels of the first assignment, to the drawn points themselves
+    one = kmeans(points, 2, max_iters=1, generator=torch.Generator().manual_seed(0))[0]
+    first = torch.cdist(points[0], points[0, start]).argmin(1)
+    assert torch.equal(one, first)
+    # the same point drawn twice: the second centre gets no point, becomes the zero vector, and then takes
+    # the points nearest the origin
+    same = torch.tensor([[5.0, 5.0], [5.0, 5.0], [0.0, 0.1], [9.0, 9.0]])[None]
+    labels = kmeans(same, 2, generator=_generator_drawing(same.shape[1], [0, 1]))[0]
+    assert labels.tolist() == [0, 0, 1, 0]
     assert kmeans(points[:, :2], 5).max() <= 1  # k capped at the number of points
 
 
+def _generator_drawing(n, wanted):
+    """A CPU generator whose next randint(0, n, (len(wanted),)) draws ``wanted``."""
+    for seed in range(10000):
+        if torch.randint(0, n, (len(wanted),), generator=torch.Generator().manual_seed(seed)).tolist() == wanted:
+            return torch.Generator().manual_seed(seed)
+    raise AssertionError("no seed draws it")
+
+
 def test_masker_returns_cluster_masks_that_tile_each_image():
-    masker = DinoKMeansMasker(tiny_vit(), num_clusters=4, kmeans_iters=5, input_size=64)
+    masker = DinoKMeansMasker(tiny_vit(), num_clusters=4, kmeans_iters=5, input_size=64, seed=0)
     images = torch.rand(2, 3, 50, 70) * 255
     masks = masker(images)
     assert len(masks) == 2
@@ -35,9 +76,33 @@ def test_masker_returns_cluster_masks_that_tile_each_image():
     assert masker.mask_image(images[0].permute(1, 2, 0).byte().numpy()).shape[1:] == (50, 70)
 
 
+def test_dino_sees_the_crop_at_its_own_resolution():
+    """INPUT_SIZE 0 (the release): a 96×128 crop is 6×8 tokens of the image as it is (a 640² crop: 40×40);
+    sides that are not multiples of the patch are cut down to one by a bilinear resize, as the release."""
+    masker = DinoKMeansMasker(tiny_vit(), num_clusters=4, seed=0)
+    seen = []
+    masker.backbone.patch_embed.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    images = torch.rand(1, 3, 96, 128) * 255
+    assert masker.patch_features(images).shape[1:3] == (6, 8)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    assert torch.allclose(seen[-1], (images - mean) / std)  # no resize
+    assert masker.grid_size(640, 640) == (40, 40)
+    odd = torch.rand(1, 3, 100, 130) * 255
+    assert masker.patch_features(odd).shape[1:3] == (6, 8)
+    resized = torch.nn.functional.interpolate((odd - mean) / std, size=(96, 128), mode="bilinear", align_corners=False)
+    assert torch.allclose(seen[-1], resized)
+    masks = masker(images)[0]
+    assert masks.shape[1:] == (96, 128) and torch.all(masks.sum(0) == 1)
+    # each mask is a union of whole 16×16 patches (nearest upsampling of the 6×8 cluster map)
+    blocks = masks.reshape(len(masks), 6, 16, 8, 16)
+    assert torch.equal(blocks.all(dim=(2, 4)), blocks.any(dim=(2, 4)))
+
+
 def test_input_size_must_fit_the_patch():
     with pytest.raises(ValueError, match="multiple of the patch size 16"):
         DinoKMeansMasker(tiny_vit(), input_size=100)
+    with pytest.raises(ValueError, match="smaller than one 16-pixel patch"):
+        DinoKMeansMasker(tiny_vit()).patch_features(torch.zeros(1, 3, 10, 40))
 
 
 def test_weights_load_from_timm_and_original_dino_layouts(tmp_path):
@@ -100,8 +165,12 @@ def test_build_from_config_reads_model_dino(tmp_path):
     masker = build_dino_masker(cfg)
     assert masker.num_clusters == 3 and masker.input_size == 32 and masker.flip_channels
     images = torch.rand(1, 3, 40, 40) * 255
+    assert masker.kmeans_iters == 100 and masker.kmeans_tol == 1e-4 and masker.seed is None  # the release's
     rgb = DinoKMeansMasker(masker.backbone, num_clusters=3, input_size=32)
-    assert all(torch.equal(a, b) for a, b in zip(masker(images), rgb(images.flip(1))))
+    torch.manual_seed(0)
+    bgr_masks = masker(images)
+    torch.manual_seed(0)
+    assert all(torch.equal(a, b) for a, b in zip(bgr_masks, rgb(images.flip(1))))
     cfg.MODEL.DINO.WEIGHTS = ""
     with pytest.raises(ValueError, match="MODEL.DINO.WEIGHTS"):
         build_dino_masker(cfg)

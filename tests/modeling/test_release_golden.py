@@ -110,16 +110,29 @@ def test_training_step_forward_matches_the_release(step):
     assert rel(seen["loss"], e["loss_masks"]) < FWD
 
 
+# Float32 gradients: the error of one float32 run against the exact (float64) gradient. The release's own float32
+# run is up to 1.9e-6 relative off its float64 run here (decoder.layers.6.0.weight; 1e-6 is typical): each
+# gradient comes through ~12 reductions of up to ~2e3 terms, and another CPU's kernels sum in another order, so a
+# correct float32 run may sit a few times further out (an AMD EPYC run measured 2.2e-6 from the release's float32
+# run). 1e-5 is about five times the release's own worst error. Mutations smaller than that are the float64
+# test's to catch: float64 rounding is ~1e-15, so it holds ours to the fixture's own float32 storage.
+F32_GRAD = 1e-5
+# grads_release_fp64 are float64 gradients stored as float32: each value is rounded by at most 2**-24 of itself
+# (6e-8 of the largest); 2.5e-7 leaves 4x that and no more.
+F64_GRAD = 2.5e-7
+
+
 def test_gradients_match_the_release(step):
     model, _, _ = step
     e = golden()["expected"]
-    expected = ours(e["grads"])
+    expected = ours(e["grads_release_fp64"])
+    assert set(ours(e["grads"])) == set(expected)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     assert set(trainable) == set(expected)  # no other tensor trains (e.g. no bias before a GroupNorm)
     for name, grad in expected.items():
-        assert rel(trainable[name].grad, grad) < 2e-6, name  # README: float32 runs within about 2e-6
+        assert rel(trainable[name].grad, grad) < F32_GRAD, name
     norm = torch.linalg.vector_norm(torch.stack([p.grad.double().norm() for p in trainable.values()]))
-    assert float(norm) == pytest.approx(e["total_grad_norm"], rel=2e-6)
+    assert float(norm) == pytest.approx(e["total_grad_norm"], rel=F32_GRAD)
 
 
 def test_float64_gradients_match_the_release_float64_gradients(monkeypatch):
@@ -129,7 +142,7 @@ def test_float64_gradients_match_the_release_float64_gradients(monkeypatch):
     params = dict(model.named_parameters())
     for name, grad in expected.items():
         assert params[name].grad.dtype == torch.float64
-        assert rel(params[name].grad, grad) < 1e-6, name
+        assert rel(params[name].grad, grad) < F64_GRAD, name
 
 
 def test_optimizer_lr_weight_decay_clipping_and_first_step_match_the_release():
@@ -242,6 +255,7 @@ def test_recipe_defaults_are_the_release_values():
     assert (s.LR_SCHEDULER_NAME, s.WARMUP_ITERS) == ("WarmupCosineLR", 0)
     assert cfg.INPUT.STRONG_AUG and cfg.INPUT.COLOR_AUG_SSD and tuple(cfg.INPUT.CROP.SIZE) == (640, 640)
     assert (cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == ((1024,), 640, 2560)
+    assert cfg.INPUT.MAX_SIZE_TRAIN == 1333 and cfg.INPUT.STRONG_CUTOUT  # Detectron2's default, kept by the release
     # PixelCLIP's own keys have these values already as defaults (pixelclip/config.py), without any YAML
     bare = get_cfg()
     add_pixelclip_config(bare)

@@ -1,15 +1,18 @@
-"""The student's strong view: photometric only, so the teacher's masks fit it unchanged.
+"""The student's strong view: colour jitter, grayscale and blur (photometric, same geometry).
 
 Release values (PixelCLIP's SA-1B mapper, after FixMatch-style semi-supervised segmentation):
 colour jitter (brightness 0.5, contrast 0.5, saturation 0.5, hue 0.25) with probability 0.8,
-grayscale with probability 0.2, Gaussian blur (sigma in [0.1, 2]) with probability 0.5.
-The release also pastes a random cutout box and removes it from the masks; we leave it out so the
-two views differ only in colour and share their geometry, so one set of masks holds for both.
+grayscale with probability 0.2, Gaussian blur (sigma in [0.1, 2]) with probability 0.5. Each draw
+comes from the generator the release draws it from (Python's ``random`` for the jitter and blur
+coins, torch's for the jitter factors and the grayscale coin, numpy's for the blur sigma), so a run
+seeded like the release's makes the same views. The release then blacks out a box
+(``pixelclip/data/mappers/cutout.py``); the mapper applies it, since the box also leaves the masks.
 """
 import random
 from typing import Tuple
 
 import numpy as np
+import torch
 from PIL import Image, ImageFilter
 from torchvision import transforms as tv
 
@@ -45,10 +48,10 @@ class StrongColorAugmentation:
         pil = Image.fromarray(np.ascontiguousarray(rgb))
         if random.random() < self.jitter_prob:
             pil = self.jitter(pil)
-        if random.random() < self.grayscale_prob:
+        if torch.rand(1).item() < self.grayscale_prob:  # torchvision's RandomGrayscale coin
             pil = pil.convert("L").convert("RGB")
         if random.random() < self.blur_prob:
-            pil = pil.filter(ImageFilter.GaussianBlur(radius=random.uniform(*self.blur_sigma)))
+            pil = pil.filter(ImageFilter.GaussianBlur(radius=np.random.uniform(*self.blur_sigma)))
         out = np.asarray(pil)
         return np.ascontiguousarray(out[:, :, ::-1] if self.is_bgr else out)
 

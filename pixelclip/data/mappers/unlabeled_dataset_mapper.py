@@ -2,8 +2,10 @@
 
 Registered in :data:`pixelclip.data.MAPPER_REGISTRY` as ``"pixelclip_unlabeled"`` (the default of
 ``cfg.INPUT.DATASET_MAPPER_NAME``). The release's SA-1B pipeline (PixelCLIP, Sec. 4.1): short side resized to
-``INPUT.MIN_SIZE_TRAIN``, a random ``INPUT.CROP.SIZE`` crop, SSD colour augmentation, random
-flip; masks follow the image through the same transform objects.
+``INPUT.MIN_SIZE_TRAIN`` (long side at most ``INPUT.MAX_SIZE_TRAIN``), a random ``INPUT.CROP.SIZE`` crop,
+SSD colour augmentation, random flip; masks follow the image through the same transform objects. The
+student's strong view adds colour jitter, grayscale and blur (``strong_color.py``) and the release's
+cutout (``cutout.py``: a black box, also removed from the masks; masks it empties are dropped).
 
 Policies:
 - Corrupt sample (unreadable/truncated image, bad mask file): logged with its path and reason,
@@ -33,6 +35,7 @@ from ..mask_io import MaskFileError, read_mask_file
 from ..registry import register_mapper
 from ..skips import SkipCounter
 from .mask_transforms import transform_rle_masks
+from .cutout import apply_cutout, cutout_box
 from .strong_color import StrongColorAugmentation
 
 __all__ = ["PixelCLIPUnlabeledMapper"]
@@ -63,32 +66,39 @@ class PixelCLIPUnlabeledMapper:
         max_masks: int = 0,
         masks_from_files: bool = True,
         crop_retries: int = 5,
+        cutout: bool = False,
     ):
         """
         Args:
             is_train: training (the only use of masks) or not (logged only).
             augmentations: geometric augmentations applied to image and masks alike.
             image_format: ``detectron2.data.detection_utils.read_image`` format (RGB or BGR).
-            color_aug_ssd: SSD photometric distortion on the image (both views).
+            color_aug_ssd: SSD photometric distortion on the image (both views), inserted before the first
+                flip of ``augmentations`` (after the resize and crop), where the release applies it.
             strong_aug: builds the student view from the weak one; None: the views are equal.
             max_masks: keep at most this many masks, largest (after the crop) first; 0 keeps all.
             masks_from_files: False when masks are made online (DINO): no mask file is read.
             crop_retries: new crops drawn when every mask falls outside the crop.
+            cutout: with ``strong_aug``, cut the release's box out of the strong view and the masks.
         """
         self.is_train = is_train
+        augmentations = list(augmentations)
+        if color_aug_ssd:  # after the crop, before the flip: the release's order (cv2's rounding depends on it)
+            flips = [i for i, a in enumerate(augmentations) if isinstance(a, T.RandomFlip)]
+            augmentations.insert(flips[0] if flips else len(augmentations), ColorAugSSDTransform(image_format))
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
-        self.color_aug = ColorAugSSDTransform(img_format=image_format) if color_aug_ssd else None
         self.strong_aug = strong_aug
         self.max_masks = max_masks
         self.masks_from_files = masks_from_files
         self.crop_retries = max(1, crop_retries)
+        self.cutout = cutout and strong_aug is not None
         self.num_corrupt = 0  # per worker process
         self.num_empty = 0
         self.skip_counter = SkipCounter()  # the trainer gives one with a row per data-loader worker
         mode = "training" if is_train else "inference"
         logger.info(f"[PixelCLIPUnlabeledMapper] {mode}: {augmentations}, SSD colour: {color_aug_ssd}, "
-                    f"strong view: {strong_aug}, masks from files: {masks_from_files}")
+                    f"strong view: {strong_aug}, cutout: {self.cutout}, masks from files: {masks_from_files}")
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
@@ -111,6 +121,7 @@ class PixelCLIPUnlabeledMapper:
             "strong_aug": StrongColorAugmentation(cfg.INPUT.FORMAT) if strong else None,
             "max_masks": cfg.MODEL.PIXELCLIP.MAX_MASKS,
             "masks_from_files": not cfg.MODEL.DINO.ENABLED,
+            "cutout": strong and cfg.INPUT.STRONG_CUTOUT,
         }
 
     def __call__(self, dataset_dict: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -143,11 +154,12 @@ class PixelCLIPUnlabeledMapper:
             logger.warning(f"{file_name}: no mask left in {self.crop_retries} crops; returned with 0 "
                            f"masks (the model skips it) [{self.num_empty} such samples in this worker]")
 
-        if self.color_aug is not None:
-            image = self.color_aug.apply_image(image)
         weak = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         if self.strong_aug is not None:
-            strong = torch.as_tensor(np.ascontiguousarray(self.strong_aug(image).transpose(2, 0, 1)))
+            strong_image = self.strong_aug(image)
+            if self.cutout:
+                strong_image, masks = apply_cutout(strong_image, masks, cutout_box(*strong_image.shape[:2]))
+            strong = torch.as_tensor(np.ascontiguousarray(strong_image.transpose(2, 0, 1)))
         else:
             strong = weak
         instances = Instances(tuple(image.shape[:2]))
