@@ -2,9 +2,15 @@
 """Resize an SA-1B subset (images and their RLE masks together) to a short side, resumably.
 
 SA-1B images have a short side of 1500 px; the PixelCLIP release trained on a subset resized to
-half (short side 750), which makes RLE decoding, the data loader's bottleneck, ~4x cheaper.
+half (short side 750), which makes RLE decoding, the data loader's bottleneck, ~4x cheaper. The subset
+is the 100 SA-1B tars listed in ``datasets/sa1b.txt`` (the release's own list, about 10 % of SA-1B).
 
-    python datasets/prepare_sa1b.py --input /data/sa1b_raw --output datasets/sa1b --workers 8
+    python datasets/prepare_sa1b.py --input /data/sa1b_raw --output datasets/sa1b --workers 8 \
+        --tars datasets/sa1b.txt
+
+The release ships no code for the halving itself (its ``prepare_sa1b.py`` only indexes the files and its
+README describes the resize in one sentence), so the resize here is a reconstruction: images bilinear
+(PIL) and saved as JPEG (``--quality``), masks nearest on pixel centres.
 
 --input holds the extracted tars (``sa_000020/sa_223750.jpg`` beside ``sa_000020/sa_223750.json``,
 or a flat folder); --output receives ``images/<folder>/<name>.jpg`` and
@@ -121,14 +127,20 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     p.add_argument("--short-side", type=int, default=750, help="target short side (release: 750, half of 1500)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality of the resized images")
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--tars", default="",
+                   help="a text file of tar folder names, one per line (datasets/sa1b.txt: the release's 100): "
+                        "only the images under those folders are prepared")
     p.add_argument("--overwrite", action="store_true", help="redo images whose output exists")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)s: %(message)s")
 
     found = list_files(args.input, IMAGE_EXTENSIONS) if os.path.isdir(args.input) else []
+    if args.tars:
+        found = _in_tars(found, args.tars, args.input)
     if not found:
-        p.error(f"expected SA-1B images (sa_*.jpg with sa_*.json beside them) at {args.input}")
+        p.error(f"expected SA-1B images (sa_*.jpg with sa_*.json beside them) at {args.input}"
+                + (f" in the folders listed by {args.tars}" if args.tars else ""))
     stale = _remove_temp_files(args.output)
     if stale:
         logger.info(f"Removed {stale} temp files left by an interrupted run")
@@ -154,6 +166,23 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     os.makedirs(args.output, exist_ok=True)
     atomic_write(os.path.join(args.output, "prepare_sa1b_summary.json"), json.dumps(summary, indent=2))
     return summary
+
+
+def _in_tars(found: List[str], list_file: str, root: str) -> List[str]:
+    """The images of ``found`` whose first folder is named in ``list_file``; the listed folders that are
+    missing under ``root`` are logged."""
+    try:
+        with open(list_file) as f:
+            tars = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+    except OSError as e:
+        raise SystemExit(f"prepare_sa1b: --tars {list_file}: cannot be read ({e.strerror})") from None
+    kept = [rel for rel in found if rel.split("/", 1)[0] in tars]
+    present = {rel.split("/", 1)[0] for rel in kept}
+    missing = sorted(tars - present)
+    if missing:
+        logger.warning(f"{len(missing)} of the {len(tars)} tars listed in {list_file} are not extracted under "
+                       f"{root}: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
+    return kept
 
 
 def _remove_temp_files(root: str) -> int:

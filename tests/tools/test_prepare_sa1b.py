@@ -89,3 +89,21 @@ def test_wrong_input_layout_is_a_usage_error(tmp_path, capsys):
         _load_script().main(["--input", str(tmp_path / "raw"), "--output", str(tmp_path / "out")])
     expected = f"expected SA-1B images (sa_*.jpg with sa_*.json beside them) at {tmp_path / 'raw'}"
     assert e.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_the_release_tar_list_selects_the_folders(tmp_path):
+    """datasets/sa1b.txt is the release's list (100 tars, sa_000020 ... sa_000719); --tars keeps only them."""
+    names = (REPO / "datasets" / "sa1b.txt").read_text().split()
+    assert len(names) == len(set(names)) == 100 and names[0] == "sa_000020" and names[-1] == "sa_000719"
+    script = _load_script()
+    raw, out = tmp_path / "raw", tmp_path / "sa1b"
+    _raw_sa1b(raw, n=1)
+    (raw / "sa_000000").rename(raw / "sa_000020")
+    _raw_sa1b(raw, n=1)  # sa_000000: not in the list
+    listed = tmp_path / "tars.txt"
+    listed.write_text("sa_000020\nsa_000021\n")
+    summary = script.main(["--input", str(raw), "--output", str(out), "--short-side", "30", "--no-progress",
+                           "--tars", str(listed)])
+    assert summary["prepared"] == 1
+    assert (out / "annotations" / "sa_000020" / "sa_0.json").is_file()
+    assert not (out / "annotations" / "sa_000000").exists()
