@@ -150,7 +150,7 @@ def test_masks_are_resized_with_nearest_at_pixel_centres(tmp_path):
     assert Image.open(tmp_path / "out" / "images" / "sa_000001" / "sa_1.jpg").size == (42, 30)
 
     cols, rows = _centre_source(w, 42), _centre_source(h, 30)
-    expected_ids = [c for c in cols] + [w + r for r in rows] + [w + h]  # both lists increase: no repeats
+    expected_ids = cols + [w + r for r in rows] + [w + h]  # both lists increase: no repeats
     out = record["annotations"]
     assert [a["id"] for a in out] == expected_ids
     for ann in out:
