@@ -157,3 +157,62 @@ def test_encode_checks_shapes():
     assert encode_masks(np.zeros((0, H, W), bool)) == []
     empty = encode_masks(np.zeros((1, H, W), bool))[0]
     assert empty["area"] == 0 and empty["bbox"] == [0, 0, 0, 0]
+
+
+# ------------------------------------------------------------------------------------------------
+# RLE validation at the exact boundary: runs covering H×W pixels pass, H×W - 1 and H×W + 1 do not
+# ------------------------------------------------------------------------------------------------
+def _runs(mask: np.ndarray) -> list:
+    """COCO run lengths of a mask, by hand: column-major pixels, the first run counts zeros."""
+    flat = mask.T.ravel().astype(np.int64)  # column-major (Fortran) order
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate(([0], edges, [flat.size]))
+    runs = np.diff(bounds).tolist()
+    return runs if flat[0] == 0 else [0] + runs
+
+
+def _boundary_masks() -> np.ndarray:
+    """Masks with long runs (several RLE characters each, so the delta coding of the runs from the
+    fourth on matters) and with many short ones; each ends in a background run of >= 2 pixels."""
+    rng = np.random.default_rng(5)
+    noise = rng.random((H, W)) < 0.4
+    noise[-2:, -1] = False
+    m = _masks()
+    return np.stack([m[0], m[2], noise])
+
+
+def _with_runs(runs: list, form: str):
+    from pycocotools import mask as mask_util
+
+    if form == "list":
+        return runs
+    rle = mask_util.frPyObjects({"size": [H, W], "counts": runs}, H, W)  # compresses the runs as given
+    return rle["counts"].decode("ascii")  # (pycocotools does not check their sum)
+
+
+@pytest.mark.parametrize("form", ["compressed", "list"])
+def test_rle_runs_must_cover_exactly_h_times_w_pixels(tmp_path, form):
+    masks = _boundary_masks()
+    path = tmp_path / "edge.json"
+
+    def write(k=None, delta=0):
+        anns = encode_masks(masks)
+        for j, mask in enumerate(masks):
+            runs = _runs(mask)
+            assert sum(runs) == H * W and runs[-1] >= 2  # the hand runs describe the mask
+            runs[-1] += delta if j == k else 0
+            anns[j]["segmentation"]["counts"] = _with_runs(runs, form)
+        path.write_text(json.dumps({"image": {"file_name": "e.jpg", "height": H, "width": W}, "annotations": anns}))
+
+    write()
+    record = read_mask_file(path, check_rle=True)
+    np.testing.assert_array_equal(decode_masks(record, path=path), masks)  # pycocotools agrees
+    for k in range(len(masks)):
+        for delta in (-1, 1):
+            write(k, delta)
+            with pytest.raises(MaskFileError) as e:
+                read_mask_file(path)
+            field = f"annotations[{k}].segmentation.counts"
+            assert e.value.field == field
+            assert str(e.value).startswith(f"{path}: {field}: malformed COCO RLE: its runs cover "
+                                           f"{H * W + delta} pixels, its size {H}×{W} has {H * W}")

@@ -107,3 +107,84 @@ def test_the_release_tar_list_selects_the_folders(tmp_path):
     assert summary["prepared"] == 1
     assert (out / "annotations" / "sa_000020" / "sa_0.json").is_file()
     assert not (out / "annotations" / "sa_000000").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Mask geometry, by hand: nearest-neighbour sampling at pixel centres (PIL's NEAREST, the image's grid)
+# ------------------------------------------------------------------------------------------------
+def _centre_source(n_src: int, n_dst: int):
+    """Source index of each destination pixel under nearest sampling at pixel centres:
+    floor((j + 1/2) * n_src / n_dst), in integers."""
+    return [((2 * j + 1) * n_src) // (2 * n_dst) for j in range(n_dst)]
+
+
+def _sa1b_annotation(mask: np.ndarray, **extra):
+    """One SA-1B annotation written with pycocotools (the reference encoder), counts as a str."""
+    from pycocotools import mask as mask_util
+
+    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    ann = {"segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
+           "area": int(mask_util.area(rle)), "bbox": [float(v) for v in mask_util.toBbox(rle)]}
+    ann.update(extra)
+    return ann
+
+
+def test_masks_are_resized_with_nearest_at_pixel_centres(tmp_path):
+    """70×97 -> short side 30: (30, 42) (97 * 30 / 70 = 41.57 rounds to 42). One mask per source column and
+    per source row: exactly the columns / rows that nearest sampling at pixel centres picks survive, each
+    as one full output column / row where it lands; a bilinear or area resize, or the corner-aligned
+    floor(j * n_src / n_dst) of cv2's INTER_NEAREST, keeps other ones."""
+    from pycocotools import mask as mask_util
+
+    script = _load_script()
+    h, w, short = 70, 97, 30
+    assert script.resized_size(h, w, short) == (30, 42) and script.resized_size(w, h, short) == (42, 30)
+    assert script.resized_size(1500, 2250, 750) == (750, 1125)  # SA-1B: half size
+    masks = []
+    for c in range(w):
+        m = np.zeros((h, w), dtype=bool)
+        m[:, c] = True
+        masks.append(m)
+    for r in range(h):
+        m = np.zeros((h, w), dtype=bool)
+        m[r, :] = True
+        masks.append(m)
+    block = np.zeros((h, w), dtype=bool)
+    block[11:51, 23:65] = True
+    masks.append(block)
+    folder = tmp_path / "raw" / "sa_000001"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(folder / "sa_1.jpg")
+    anns = [_sa1b_annotation(m, id=i, point_coords=[[30.0, 20.0]], crop_box=[0, 0, w, h])
+            for i, m in enumerate(masks)]
+    (folder / "sa_1.json").write_text(json.dumps(
+        {"image": {"image_id": 1, "file_name": "sa_1.jpg", "height": h, "width": w}, "annotations": anns}))
+
+    summary = script.main(["--input", str(tmp_path / "raw"), "--output", str(tmp_path / "out"),
+                           "--short-side", str(short), "--no-progress"])
+    assert summary["prepared"] == 1, summary
+    record = json.loads((tmp_path / "out" / "annotations" / "sa_000001" / "sa_1.json").read_text())
+    assert (record["image"]["height"], record["image"]["width"]) == (30, 42)
+    assert Image.open(tmp_path / "out" / "images" / "sa_000001" / "sa_1.jpg").size == (42, 30)
+
+    cols, rows = _centre_source(w, 42), _centre_source(h, 30)
+    expected_ids = cols + [w + r for r in rows] + [w + h]  # both lists increase: no repeats
+    out = record["annotations"]
+    assert [a["id"] for a in out] == expected_ids
+    for ann in out:
+        rle = dict(ann["segmentation"], counts=ann["segmentation"]["counts"].encode("ascii"))
+        got = mask_util.decode(rle).astype(bool)
+        i = ann["id"]
+        expected = np.zeros((30, 42), dtype=bool)
+        if i < w:
+            expected[:, cols.index(i)] = True
+        elif i < w + h:
+            expected[rows.index(i - w), :] = True
+        else:
+            expected[np.ix_([11 <= r < 51 for r in rows], [23 <= c < 65 for c in cols])] = True
+        np.testing.assert_array_equal(got, expected, err_msg=f"mask {i}")
+        assert ann["area"] == int(mask_util.area(rle)) == expected.sum()
+        assert ann["bbox"] == [int(v) for v in mask_util.toBbox(rle)]
+        # SA-1B's point / crop coordinates are (x, y) pixels: x scales by 42/97, y by 30/70
+        assert ann["point_coords"] == [[pytest.approx(30 * 42 / 97), pytest.approx(20 * 30 / 70)]]
+        assert ann["crop_box"] == [0, 0, pytest.approx(42.0), pytest.approx(30.0)]
