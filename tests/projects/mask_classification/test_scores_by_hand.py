@@ -19,6 +19,9 @@ from tests.conftest import make_tiny_cfg
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073]) * 255
 STD = np.array([0.26862954, 0.26130258, 0.27577711]) * 255
 TEXT = np.array([[1.0, 0.2, 0.0], [0.0, 1.0, 0.5], [-0.3, 0.1, 1.0]])  # K = 3 class embeddings (not unit)
+# three nearly parallel class embeddings: cosines within about 0.02, so a scale of 100 and of 250 give other
+# probabilities (with TEXT both are one-hot to float precision)
+CLOSE_TEXT = np.array([[1.0, 0.2, 0.0], [1.0, 0.22, 0.02], [1.0, 0.18, -0.02]])
 LEFT, RIGHT = (200, 30, 60), (20, 220, 90)  # RGB colours of the image's two halves
 VOCABULARY = ["a", "b", "c"]
 
@@ -35,21 +38,22 @@ def _softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _clip_probs(rgb, scale):
-    """softmax over the classes of scale · cos(normalised colour, class embedding) -> K."""
+def _clip_probs(rgb, scale, text=TEXT, clamp=True):
+    """softmax over the classes of min(scale, 100) · cos(normalised colour, class embedding) -> K (CLIP
+    clamps its logit scale at 100)."""
     f = (np.array(rgb, dtype=np.float64) - MEAN) / STD
-    cos = TEXT @ f / (np.linalg.norm(TEXT, axis=1) * np.linalg.norm(f))
-    return _softmax(min(scale, 100.0) * cos)
+    cos = text @ f / (np.linalg.norm(text, axis=1) * np.linalg.norm(f))
+    return _softmax((min(scale, 100.0) if clamp else scale) * cos)
 
 
-def _model(logit_scale, **kwargs):
+def _model(logit_scale, text=TEXT, **kwargs):
     cfg = make_tiny_cfg(config_funcs=(add_mask_classification_config,))
     cfg.MODEL.META_ARCHITECTURE = "ZeroShotMaskClassifier"
     torch.manual_seed(0)
     model = ZeroShotMaskClassifier(cfg, clip_resolution=(8, 8), pool_resolution=8, vocabulary=VOCABULARY,
                                    **kwargs).eval()
     model.backbone.forward = lambda images: {"clip_dense": images.clone()}  # B×3×8×8 "features"
-    model.classifier.forward = lambda names: torch.tensor(TEXT, dtype=torch.float32)
+    model.classifier.forward = lambda names: torch.tensor(text, dtype=torch.float32)
     with torch.no_grad():
         model.backbone.clip_model.logit_scale.fill_(math.log(logit_scale))
     return model
@@ -57,14 +61,14 @@ def _model(logit_scale, **kwargs):
 
 def test_mask_and_pixel_probabilities_by_hand():
     """Mask 0: the left half; mask 1: columns 4-5 of the right half; columns 6-7 are covered by no
-    mask and take the per-pixel probabilities. Scale exp(log 7) = 7; then exp(log 250) clamped to 100."""
+    mask and take the per-pixel probabilities. Scale exp(log 7) = 7; then exp(log 250), clamped to 100."""
     masks = torch.zeros(2, 8, 8, dtype=torch.bool)
     masks[0, :, :4] = True
     masks[1, :, 4:6] = True
-    for scale in (7.0, 250.0):
-        model = _model(scale)
+    for scale, text in ((7.0, TEXT), (250.0, CLOSE_TEXT)):
+        model = _model(scale, text)
         out = model([{"image": _image(), "height": 8, "width": 8, "masks": masks}])[0]
-        left, right = _clip_probs(LEFT, scale), _clip_probs(RIGHT, scale)
+        left, right = _clip_probs(LEFT, scale, text), _clip_probs(RIGHT, scale, text)
         expected = torch.tensor(np.stack([left, right]), dtype=torch.float32)
         torch.testing.assert_close(out["mask_probs"], expected, rtol=0, atol=1e-5)
         sem = out["sem_seg"]  # K×8×8
@@ -73,6 +77,8 @@ def test_mask_and_pixel_probabilities_by_hand():
         torch.testing.assert_close(sem[:, :, 6:], expected[1, :, None, None].expand(3, 8, 2), rtol=0, atol=1e-5)
     assert not np.allclose(_clip_probs(LEFT, 7.0), _clip_probs(LEFT[::-1], 7.0), atol=1e-2)  # BGR would differ
     assert not np.allclose(_clip_probs(LEFT, 7.0), _clip_probs(LEFT, math.log(7.0)), atol=1e-2)  # so would no exp
+    assert not np.allclose(_clip_probs(LEFT, 250.0, CLOSE_TEXT), _clip_probs(LEFT, 250.0, CLOSE_TEXT, clamp=False),
+                           atol=1e-2)  # and no clamp
 
 
 class _Proposals(torch.nn.Module):
