@@ -81,6 +81,20 @@ def test_mask_and_pixel_probabilities_by_hand():
                            atol=1e-2)  # and no clamp
 
 
+def test_crop_mode_scores_the_rgb_crops_by_hand():
+    """ZegFormer's crops: the two halves, each cut to a 4×4 crop (its box is 4 columns wide, 8 rows high: the
+    samples fall on pixel centres / between two pixels of one colour, so the crop is the uniform colour);
+    the stub image tower embeds a crop as its mean colour (CLIP-normalised)."""
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[0, :, :4] = True
+    masks[1, :, 4:] = True
+    model = _model(7.0, mode="crop", crop_size=4)
+    model.backbone.encode_image = lambda crops: crops.mean(dim=(2, 3))  # N×3×4×4 -> N×3
+    out = model([{"image": _image(), "height": 8, "width": 8, "masks": masks}])[0]
+    expected = np.stack([_clip_probs(LEFT, 7.0), _clip_probs(RIGHT, 7.0)])
+    torch.testing.assert_close(out["mask_probs"], torch.tensor(expected, dtype=torch.float32), rtol=0, atol=1e-5)
+
+
 class _Proposals(torch.nn.Module):
     """A D2 mask model: records the image it is given; two masks (left, right half) with Mask2Former-style
     class logits N×(K+1), the last column 'no object'."""
