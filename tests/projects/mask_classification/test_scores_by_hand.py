@@ -95,6 +95,25 @@ def test_crop_mode_scores_the_rgb_crops_by_hand():
     torch.testing.assert_close(out["mask_probs"], torch.tensor(expected, dtype=torch.float32), rtol=0, atol=1e-5)
 
 
+def test_bgr_inputs_reach_clip_as_rgb():
+    """INPUT.FORMAT BGR (the mapper reads images so): CLIP still gets RGB, in dense and in crop mode, and
+    a BGR proposal model gets the image as it is."""
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[0, :, :4] = True
+    masks[1, :, 4:] = True
+    bgr = _image().flip(0)
+    expected = torch.tensor(np.stack([_clip_probs(LEFT, 7.0), _clip_probs(RIGHT, 7.0)]), dtype=torch.float32)
+    for mode in ("dense", "crop"):
+        model = _model(7.0, mode=mode, crop_size=4, image_format="BGR")
+        model.backbone.encode_image = lambda crops: crops.mean(dim=(2, 3))
+        out = model([{"image": bgr, "height": 8, "width": 8, "masks": masks}])[0]
+        torch.testing.assert_close(out["mask_probs"], expected, rtol=0, atol=1e-5, msg=mode)
+    proposals = _Proposals()
+    _model(7.0, proposal_model=proposals, proposal_format="BGR", image_format="BGR")([{"image": bgr, "height": 8,
+                                                                                       "width": 8}])
+    assert torch.equal(proposals.seen[0], bgr)
+
+
 class _Proposals(torch.nn.Module):
     """A D2 mask model: records the image it is given; two masks (left, right half) with Mask2Former-style
     class logits N×(K+1), the last column 'no object'."""
