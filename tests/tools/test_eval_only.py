@@ -45,8 +45,8 @@ def _decoded(predictions, file_name, shape, dataset_to_contiguous):
     out = np.full(shape, -1)
     for p in predictions:
         if p["file_name"] == file_name:
-            cls = p["category_id"]
-            out[mask_util.decode(p["segmentation"]).astype(bool)] = dataset_to_contiguous[cls] if dataset_to_contiguous else cls
+            cls = dataset_to_contiguous[p["category_id"]] if dataset_to_contiguous else p["category_id"]
+            out[mask_util.decode(p["segmentation"]).astype(bool)] = cls
     return out
 
 
@@ -70,7 +70,8 @@ def _labels_the_model_half_gets_right(minis, cfg_path: Path, weights: Path):
     model = build_model(cfg).eval()
     torch.save({"model": model.state_dict()}, weights)
     predictions = {}
-    with few_threads(torch.device("cpu")), torch.no_grad():  # tiny ops: one thread is faster (much so on a busy machine)
+    # tiny ops: one thread is faster (much so on a busy machine)
+    with few_threads(torch.device("cpu")), torch.no_grad():
         for name, mini in minis.items():
             model.set_vocabulary(MetadataCatalog.get(name).stuff_classes)
             mapper = build_test_mapper(cfg, name)

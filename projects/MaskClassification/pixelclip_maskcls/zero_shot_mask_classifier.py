@@ -327,7 +327,9 @@ class ZeroShotMaskClassifier(nn.Module):
         sizes = [self._output_size(x) for x in batched_inputs]
         need_dense = self.score_fn is None and self.mode == "dense"
         need_dense |= self.fill_uncovered and any(m.shape[0] == 0 or not bool(m.any(0).all()) for m in all_masks)
-        dense = self.backbone(self.preprocess.batch([self._clip_rgb(x["image"]) for x in batched_inputs]))["clip_dense"] if need_dense else None
+        dense = None
+        if need_dense:
+            dense = self.backbone(self.preprocess.batch([self._clip_rgb(x["image"]) for x in batched_inputs]))["clip_dense"]
 
         results = []
         for i, (x, masks) in enumerate(zip(batched_inputs, all_masks)):
