@@ -53,6 +53,9 @@ def text_tower_fingerprint(text_encoder: nn.Module) -> str:
     h = hashlib.blake2b(digest_size=20)
     tokenizer = getattr(text_encoder, "tokenizer", None)
     h.update(repr(text_encoder).encode())
+    # structure repr() leaves out: attention heads (nn.MultiheadAttention prints none) and the causal mask
+    h.update(json.dumps([[getattr(m, "num_heads", None) for m in text_encoder.modules()],
+                         getattr(text_encoder, "causal", None)]).encode())
     h.update(json.dumps([type(tokenizer).__name__, getattr(tokenizer, "vocab_size", None),
                          getattr(text_encoder, "context_length", None), getattr(text_encoder, "pool_type", None),
                          getattr(text_encoder, "eos_token_id", None)], default=str).encode())
