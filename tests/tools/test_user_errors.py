@@ -71,6 +71,23 @@ def test_a_config_key_that_does_not_exist_names_the_nearest_ones(tmp_path, monke
     assert code == 1 and _one_line(err, "train_net").endswith("did you mean MODEL.PIXELCLIP.NUM_PROMPTS?")
 
 
+def test_num_prompts_zero_or_negative_is_said_before_anything_runs(tmp_path, monkeypatch):
+    cfg = _tiny_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    code, stdout, err = _in_process("tools/train_net.py", ["--config-file", cfg, "--eval-only", "OUTPUT_DIR", out,
+                                                           "MODEL.PIXELCLIP.NUM_PROMPTS", "0"], monkeypatch)
+    assert code == 1 and _one_line(err, "train_net") == (
+        "[train_net] command line: MODEL.PIXELCLIP.NUM_PROMPTS is 0, but K, the number of learnable class prompts "
+        "(global semantic clusters), must be at least 1 — give a positive number, e.g. MODEL.PIXELCLIP.NUM_PROMPTS 64 "
+        "(the paper's)")
+    assert not out.exists() and "Running with full config" not in stdout + err
+    in_file = tmp_path / "negative.yaml"
+    in_file.write_text(cfg.read_text().replace("NUM_PROMPTS: 8", "NUM_PROMPTS: -2"))
+    code, _, err = _in_process("tools/train_net.py", ["--config-file", in_file, "--eval-only"], monkeypatch)
+    assert code == 1 and _one_line(err, "train_net").startswith(
+        f"[train_net] {in_file}: MODEL.PIXELCLIP.NUM_PROMPTS is -2, but K")
+
+
 def test_a_projects_config_given_to_the_core_tool_names_the_projects_train_net(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     config = "projects/MaskClassification/configs/gt_dense_vitb.yaml"
