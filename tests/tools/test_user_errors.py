@@ -194,6 +194,18 @@ def test_demo_vocabulary_mistakes(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "out") == []
 
 
+def test_export_clip_on_a_file_that_is_not_a_checkpoint(tmp_path, monkeypatch):
+    notes = tmp_path / "model_final.pth"
+    notes.write_text("loss went down, lr 1e-4\n")
+    code, _, err = _in_process("tools/export_clip.py", ["open-clip", "--weights", notes, "--model-name",
+                                                        "PixelCLIP-Tiny-ViT", "--output", tmp_path / "out.pt"], monkeypatch)
+    assert code == 1 and _one_line(err, "export_clip") == (
+        f"[export_clip] {notes} is not a checkpoint: it is neither a PyTorch nor a pickle file (it starts with "
+        "b'loss wen') — give a Detectron2 / PixelCLIP checkpoint (.pth, .pkl), an open_clip or OpenAI CLIP state "
+        "dict or a .safetensors file; other pickled objects are not loaded, since unpickling them runs code")
+    assert not (tmp_path / "out.pt").exists()
+
+
 # ------------------------------------------------------------------------ runs (subprocesses)
 def test_eval_only_refuses_a_checkpoint_of_another_model(tmp_path):
     """DINO ViT-S weights and a PixelCLIP checkpoint of another CLIP used to load nothing and score
