@@ -90,6 +90,10 @@ class WorkerGuard:
     def __call__(self, *args, **kwargs):
         try:
             return self.main(*args, **kwargs)
+        except KeyboardInterrupt:  # Ctrl-C reaches every worker: the launching process says what to do
+            if debug_enabled():
+                raise
+            sys.exit(130)
         except PixelCLIPError as e:
             if debug_enabled():
                 raise

@@ -9,6 +9,8 @@ import json
 import os
 import re
 import runpy
+import signal
+import subprocess
 import sys
 import uuid
 
@@ -291,6 +293,40 @@ def test_an_undecodable_eval_image_keeps_the_other_datasets(tmp_path):
             f"the other 1 are in {out / 'summary.json'}") in line
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary) == ["voc_2012_test_sem_seg"] and summary["voc_2012_test_sem_seg"]["images"] == 2
+
+
+def _ctrl_c_ready():
+    """In the child: its own process group (Ctrl-C reaches the whole group) and SIGINT's default action,
+    even where this test runs in a background job that ignores SIGINT."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_during_training_names_the_last_checkpoint_and_the_resume_command(tmp_path):
+    root = make_sa1b_folder(tmp_path / "datasets")
+    cfg = write_tiny_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    args = ["tools/train_net.py", "--config-file", str(cfg), "OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "1000",
+            "SOLVER.CHECKPOINT_PERIOD", "2"]
+    env = dict(os.environ, DETECTRON2_DATASETS=str(root), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    child = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, preexec_fn=_ctrl_c_ready)
+    try:
+        for line in child.stdout:  # Ctrl-C when the second checkpoint is being written (or just written)
+            if "Saving checkpoint to" in line and "model_0000003.pth" in line:
+                os.killpg(child.pid, signal.SIGINT)
+                break
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode == 130, stderr[-3000:]
+    last = (out / "last_checkpoint").read_text()
+    assert last in ("model_0000001.pth", "model_0000003.pth") and (out / last).is_file()
+    assert _one_line(stderr, "train_net") == (
+        f"[train_net] interrupted (Ctrl-C); the last checkpoint is {out / last} — to resume from it: "
+        f"python {' '.join(args[:1] + ['--resume'] + args[1:])}")
+    assert not (out / "model_final.pth").exists()
 
 
 def test_demo_keeps_relative_paths_takes_opts_and_runs_on_the_cpu(tmp_path):
