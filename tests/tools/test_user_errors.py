@@ -193,6 +193,10 @@ def test_demo_vocabulary_mistakes(tmp_path, monkeypatch):
     assert code == 1 and _one_line(err, "demo") == (
         "[demo] vocabulary 'cat,dog,sky,cat' repeats 1 class name(s): 'cat' at ids 0, 3 — list each class once "
         "(its position is its label id); put synonyms in one entry, e.g. 'sofa, couch'")
+    code, _, err = _in_process("tools/demo.py", [*args, "cat,,dog"], monkeypatch)
+    assert code == 1 and _one_line(err, "demo") == (
+        "[demo] vocabulary 'cat,,dog' has an empty class name at position 1 (counting from 0; the position is the "
+        "label id) — remove the extra ',' or name the class there, so that every id is the class you mean")
     assert os.listdir(tmp_path / "out") == []
 
 
