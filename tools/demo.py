@@ -35,7 +35,7 @@ from pixelclip.errors import DatasetError  # noqa: E402
 from pixelclip.preflight import check_model_weights, check_output_dir  # noqa: E402
 from pixelclip.utils.cli import load_config, run_tool  # noqa: E402
 from pixelclip.utils.files import IMAGE_EXTENSIONS  # noqa: E402
-from pixelclip.visualization import class_colors, overlay, save_label_png, save_panels  # noqa: E402
+from pixelclip.visualization import class_colors, model_title, overlay, save_label_png, save_panels  # noqa: E402
 
 logger = logging.getLogger("pixelclip.tools.demo")
 
@@ -110,7 +110,7 @@ def main():
         os.makedirs(os.path.dirname(stem), exist_ok=True)
         save_label_png(f"{stem}_labels.png", labels)
         save_panels(f"{stem}_overlay.png", [image, overlay(image, labels, colors)],
-                    ["image", "PixelCLIP"], vocabulary, colors,
+                    ["image", model_title(cfg)], vocabulary, colors,
                     present=None if len(vocabulary) <= MAX_FULL_LEGEND else np.unique(labels).tolist())
     print(f"[demo] wrote overlays and label maps of {len(images) - skipped} images ({len(vocabulary)} classes) "
           f"to {args.output}" + (f"; {skipped} unreadable images skipped (see above)" if skipped else ""))
