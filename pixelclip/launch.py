@@ -9,8 +9,9 @@ from typing import Any, Callable, Sequence
 from detectron2.engine import default_setup, launch
 
 from .checkpoint import build_checkpointer
+from .data.checks import check_test_datasets
 from .errors import PixelCLIPError
-from .preflight import preflight, setup_pixelclip_logger
+from .preflight import held_back_logs, preflight, setup_pixelclip_logger
 from .trainer import Trainer
 from .utils.cli import WorkerGuard, debug_enabled, load_config, report_error
 
@@ -21,14 +22,18 @@ def train_net_main(args, config_funcs: Sequence[ConfigFunc] = ()):
     """One process: train ``args.config_file`` (resuming with ``--resume``), or with ``--eval-only``
     evaluate ``MODEL.WEIGHTS`` on ``DATASETS.TEST``. ``config_funcs``: a project's config functions."""
     cfg = load_config(args.config_file, args.opts, config_funcs=config_funcs)  # the recipe, then the file
-    default_setup(cfg, args)
-    setup_pixelclip_logger(cfg.OUTPUT_DIR)  # the package's lines go to OUTPUT_DIR/log.txt too
+    with held_back_logs():  # D2's dumps come after the checks of the test files and of MODEL.WEIGHTS
+        default_setup(cfg, args)
+        setup_pixelclip_logger(cfg.OUTPUT_DIR)  # the package's lines go to OUTPUT_DIR/log.txt too
+        check_test_datasets(cfg.DATASETS.TEST)  # images and label files pair up
+        if args.eval_only:
+            model = Trainer.build_model(cfg)
+            build_checkpointer(cfg, model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        else:
+            trainer = Trainer(cfg)
+            trainer.resume_or_load(resume=args.resume)
     if args.eval_only:
-        model = Trainer.build_model(cfg)
-        build_checkpointer(cfg, model, cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 
 

@@ -234,9 +234,31 @@ def test_eval_only_refuses_a_checkpoint_of_another_model(tmp_path):
                                                  "MODEL.WEIGHTS", str(tmp_path / weights)], tmp_path, threads=1)
         line = _one_line(result.stderr, "train_net")
         assert result.returncode == 1 and line.startswith(f"[train_net] {tmp_path / weights} {expected}"), line
+        before = result.stdout.splitlines() + result.stderr.splitlines()[:-1]  # D2's ~500 lines of dumps held back
+        assert len(before) < 20 and "Running with full config" not in result.stdout, "\n".join(before)
         assert line.endswith("or set MODEL.PIXELCLIP.ALLOW_PARTIAL_WEIGHTS True to load it partially on purpose")
         assert not (out / "summary.json").exists() and not (out / "inference").exists()
         assert line in (out / "log.txt").read_text()  # the record of the run has it too
+
+
+def test_test_images_without_labels_are_said_before_the_dumps(tmp_path):
+    from fixtures.benchmarks import make_voc_20_miniature
+
+    voc = make_voc_20_miniature(tmp_path / "datasets")
+    voc.label_files[0].unlink()
+    cfg = _tiny_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    result = run_tool("tools/train_net.py", ["--config-file", str(cfg), "--eval-only", "OUTPUT_DIR", str(out),
+                                             "DATASETS.TEST", '("voc_2012_test_sem_seg",)'], tmp_path / "datasets",
+                      threads=1)
+    line = _one_line(result.stderr, "train_net")
+    assert result.returncode == 1 and line.startswith(
+        "[train_net] 1 of 1 test datasets cannot be evaluated: voc_2012_test_sem_seg: images and labels do not pair "
+        "up: 1 of 2 images"), line
+    before = result.stdout.splitlines() + result.stderr.splitlines()[:-1]
+    assert len(before) < 20 and "Running with full config" not in result.stdout, "\n".join(before)
+    log = (out / "log.txt").read_text()  # the record of the run keeps the dumps, then the error
+    assert "Running with full config" in log and log.rstrip().endswith(line)
 
 
 def test_training_log_holds_the_package_lines_and_the_skipped_samples(tmp_path):
