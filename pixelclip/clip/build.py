@@ -17,7 +17,8 @@ from torch import nn
 from . import MODEL_CONFIG_DIR  # noqa: F401  (registers pixelclip/clip/model_configs with open_clip)
 from .weights import ClipWeightsError, how_to_provide, locate_clip_weights
 
-__all__ = ["ClipWeightsError", "build_clip_model", "weights_loaded_next", "apply_finetune_policy", "freeze", "is_vit", "is_convnext"]
+__all__ = ["ClipWeightsError", "build_clip_model", "weights_loaded_next", "apply_finetune_policy", "freeze", "is_vit",
+           "is_convnext"]
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ _NUMPY_GLOBALS = {
     "numpy.ndarray": np.ndarray,
     "numpy.dtype": np.dtype,
 }
-_NUMPY_GLOBALS.update({f"numpy.dtypes.{type(np.dtype(c)).__name__}": type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDGSUV"})
+_NUMPY_GLOBALS.update({f"numpy.dtypes.{type(np.dtype(c)).__name__}": type(np.dtype(c))
+                       for c in "?bBhHiIlLqQefdgFDGSUV"})
 _NOT_A_CHECKPOINT = ("give a Detectron2 / PixelCLIP checkpoint (.pth, .pkl), an open_clip or OpenAI CLIP state dict "
                      "or a .safetensors file; other pickled objects are not loaded, since unpickling them runs code")
 

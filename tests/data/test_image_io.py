@@ -27,7 +27,8 @@ def test_8_bit_images_are_read_as_detectron2_reads_them(tmp_path):
     pixels = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "a.png")
     for fmt in ("RGB", "BGR"):
-        np.testing.assert_array_equal(read_image(str(tmp_path / "a.png"), fmt), utils.read_image(str(tmp_path / "a.png"), fmt))
+        path = str(tmp_path / "a.png")
+        np.testing.assert_array_equal(read_image(path, fmt), utils.read_image(path, fmt))
 
 
 def test_a_32_bit_integer_image_outside_the_16_bit_range_is_refused():

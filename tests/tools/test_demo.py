@@ -18,10 +18,12 @@ def _demo_titles(tmp_path, monkeypatch, *opts):
     import runpy
 
     titles = []
-    monkeypatch.setattr(pixelclip.visualization, "save_panels", lambda path, panels, names, *a, **k: titles.append(names))
+    monkeypatch.setattr(pixelclip.visualization, "save_panels",
+                        lambda path, panels, names, *a, **k: titles.append(names))
     (tmp_path / "images").mkdir(exist_ok=True)
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "images" / "a.png")
-    monkeypatch.setattr(sys, "argv", [str(REPO / "tools/demo.py"), "--config-file", str(_tiny_config(tmp_path / "t.yaml")),
+    config = _tiny_config(tmp_path / "t.yaml")
+    monkeypatch.setattr(sys, "argv", [str(REPO / "tools/demo.py"), "--config-file", str(config),
                                       "--input", str(tmp_path / "images"), "--output", str(tmp_path / "out"),
                                       "--vocabulary", "sky,road", *opts])
     with pytest.raises(SystemExit) as exit_info:
@@ -31,7 +33,8 @@ def _demo_titles(tmp_path, monkeypatch, *opts):
 
 
 def test_the_overlay_names_plain_clip_or_the_pixelclip_checkpoint(tmp_path, monkeypatch):
-    assert _demo_titles(tmp_path, monkeypatch) == [["image", "CLIP PixelCLIP-Tiny-ViT (random weights), not fine-tuned"]]
+    plain = _demo_titles(tmp_path, monkeypatch)
+    assert plain == [["image", "CLIP PixelCLIP-Tiny-ViT (random weights), not fine-tuned"]]
     torch.manual_seed(0)
     cfg = make_tiny_cfg()
     torch.save({"model": build_model(cfg).state_dict()}, tmp_path / "model_final.pth")

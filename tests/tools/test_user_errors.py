@@ -80,8 +80,8 @@ def test_num_prompts_zero_or_negative_is_said_before_anything_runs(tmp_path, mon
                                                            "MODEL.PIXELCLIP.NUM_PROMPTS", "0"], monkeypatch)
     assert code == 1 and _one_line(err, "train_net") == (
         "[train_net] command line: MODEL.PIXELCLIP.NUM_PROMPTS is 0, but K, the number of learnable class prompts "
-        "(global semantic clusters), must be at least 1 — give a positive number, e.g. MODEL.PIXELCLIP.NUM_PROMPTS 64 "
-        "(the paper's)")
+        "(global semantic clusters), must be at least 1 — give a positive number, e.g. "
+        "MODEL.PIXELCLIP.NUM_PROMPTS 64 (the paper's)")
     assert not out.exists() and "Running with full config" not in stdout + err
     in_file = tmp_path / "negative.yaml"
     in_file.write_text(cfg.read_text().replace("NUM_PROMPTS: 8", "NUM_PROMPTS: -2"))
@@ -203,8 +203,8 @@ def test_demo_vocabulary_mistakes(tmp_path, monkeypatch):
 def test_export_clip_on_a_file_that_is_not_a_checkpoint(tmp_path, monkeypatch):
     notes = tmp_path / "model_final.pth"
     notes.write_text("loss went down, lr 1e-4\n")
-    code, _, err = _in_process("tools/export_clip.py", ["open-clip", "--weights", notes, "--model-name",
-                                                        "PixelCLIP-Tiny-ViT", "--output", tmp_path / "out.pt"], monkeypatch)
+    args = ["open-clip", "--weights", notes, "--model-name", "PixelCLIP-Tiny-ViT", "--output", tmp_path / "out.pt"]
+    code, _, err = _in_process("tools/export_clip.py", args, monkeypatch)
     assert code == 1 and _one_line(err, "export_clip") == (
         f"[export_clip] {notes} is not a checkpoint: it is neither a PyTorch nor a pickle file (it starts with "
         "b'loss wen') — give a Detectron2 / PixelCLIP checkpoint (.pth, .pkl), an open_clip or OpenAI CLIP state "
