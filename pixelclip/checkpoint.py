@@ -18,7 +18,8 @@ with three changes:
   ``tools/export_clip.py import-release`` writes to disk), and then checked the same way.
 * ``save`` writes atomically (:func:`pixelclip.utils.io.atomic_write`): a full disk or a killed
   job leaves the previous checkpoint and ``last_checkpoint`` as they were, never a truncated
-  ``model_000XXXX.pth``.
+  ``model_000XXXX.pth``; the temporary file a ``kill -9`` leaves is removed when the next run's
+  checkpointer starts and before each save (:func:`pixelclip.utils.io.remove_stale_temp_files`).
 """
 import logging
 import os
@@ -31,7 +32,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from torch import nn
 
 from .errors import CheckpointError
-from .utils.io import atomic_write
+from .utils.io import atomic_write, remove_stale_temp_files
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ class PixelCLIPCheckpointer(DetectionCheckpointer):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.allow_partial = allow_partial
         self._path: Optional[str] = None
+        if self.save_dir and self.save_to_disk:  # what a killed save left (0-byte or partial temporaries)
+            remove_stale_temp_files(self.save_dir)
 
     # ------------------------------------------------------------------ loading
     def load(self, path: str, *args, **kwargs):
@@ -215,6 +218,7 @@ class PixelCLIPCheckpointer(DetectionCheckpointer):
         data.update(kwargs)
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
+        remove_stale_temp_files(self.save_dir)
         self.logger.info("Saving checkpoint to %s", save_file)
         atomic_write(save_file, writer=lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)

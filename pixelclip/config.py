@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 
 from detectron2.config import CfgNode as CN
 
+from .errors import ConfigError
+
 # CLIP's normalisation in 0-255 units (OpenAI CLIP / open_clip's OPENAI_DATASET_MEAN/STD × 255).
 CLIP_PIXEL_MEAN = [122.7709383, 116.7460125, 104.09373615]
 CLIP_PIXEL_STD = [68.5005327, 66.6321579, 70.32316305]
@@ -114,6 +116,24 @@ def add_pixelclip_config(cfg: CN) -> None:
     _add_if_absent(cfg.SOLVER, "CLIP_MULTIPLIER", 1.0)  # lr multiplier of the CLIP image encoder (recipe: 0.01)
     _add_if_absent(cfg.SOLVER, "PROMPT_MULTIPLIER", 1.0)  # lr multiplier of the learnable prompts (recipe: 10)
     _add_if_absent(cfg.TEST, "IMS_PER_BATCH", 1)  # images per inference batch (any size works)
+
+
+def check_pixelclip_values(cfg: CN, source: str = "config") -> None:
+    """Values of ``MODEL.PIXELCLIP`` that no model can be built with, checked before any building.
+
+    Arguments:
+        source: where the config came from (a file, "command line"), named in the message.
+
+    Raises:
+        ConfigError: ``NUM_PROMPTS`` (K) below 1.
+    """
+    if not hasattr(cfg.MODEL, "PIXELCLIP"):
+        return
+    k = cfg.MODEL.PIXELCLIP.NUM_PROMPTS
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"{source}: MODEL.PIXELCLIP.NUM_PROMPTS is {k!r}, but K, the number of learnable class "
+                          "prompts (global semantic clusters), must be at least 1",
+                          "give a positive number, e.g. MODEL.PIXELCLIP.NUM_PROMPTS 64 (the paper's)")
 
 
 def get_pixelclip_cfg(config_file: str = "", opts: Sequence[str] = (),

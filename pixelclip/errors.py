@@ -16,6 +16,7 @@ __all__ = [
     "DatasetError",
     "TrainingDataError",
     "EvalImageError",
+    "EvalLabelError",
     "EvaluationError",
     "OutputDirError",
     "VocabularyError",
@@ -63,6 +64,10 @@ class TrainingDataError(PixelCLIPError, RuntimeError):
 
 class EvalImageError(PixelCLIPError, ValueError):
     """A test image that cannot be decoded."""
+
+
+class EvalLabelError(PixelCLIPError, ValueError):
+    """A ground-truth label file that does not fit its dataset (class ids out of range, wrong size)."""
 
 
 class EvaluationError(PixelCLIPError, RuntimeError):

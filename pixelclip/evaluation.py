@@ -17,12 +17,17 @@ from detectron2.data import MetadataCatalog
 from detectron2.evaluation import SemSegEvaluator
 
 from .data.label_io import read_label_file
+from .errors import EvalLabelError
 from .utils.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_METRICS = ("mIoU", "fwIoU", "mACC", "pACC")
 SUMMARY_COUNT = "images"  # number of evaluated images, a column of the summary
+# A bad label file fails its dataset only (Trainer.test reports it and evaluates the others).
+_LABEL_ACTION = ("make the dataset's label files again with its datasets/prepare_*.py script (they hold "
+                 "prepared train ids, not the download's raw ids), or remove this file together with its image")
+
 class SemSegLabelLoader:
     """``sem_seg_loading_fn`` for ``SemSegEvaluator``: reads a label file and checks it against
     the dataset (image size, class ids below ``num_classes`` or equal to ``ignore_label``)."""
@@ -47,10 +52,9 @@ class SemSegLabelLoader:
         stored = read_label_file(filename, dtype=None)  # the file's own integer type (uint8 for most)
         expected = self.expected_sizes.get(filename)
         if expected is not None and stored.shape != tuple(expected):
-            raise ValueError(
+            raise EvalLabelError(
                 f"label file {filename} is {stored.shape[0]}×{stored.shape[1]} (H×W) but its image is "
-                f"{expected[0]}×{expected[1]}"
-            )
+                f"{expected[0]}×{expected[1]}", _LABEL_ACTION)
         label = stored.astype(np.int64)
         if stored.dtype == np.uint8:  # one pass over the bytes: which values occur
             present = np.flatnonzero(np.bincount(stored.reshape(-1), minlength=256))
@@ -60,11 +64,9 @@ class SemSegLabelLoader:
             bad = np.unique(label[bad]) if bad.any() else bad[:0]
         if len(bad):
             values = bad[:5].tolist()
-            raise ValueError(
+            raise EvalLabelError(
                 f"label file {filename} holds class ids {values} outside 0..{self.num_classes - 1} "
-                f"(ignore_label {self.ignore_label}); was it made by the dataset's "
-                "datasets/prepare_*.py script?"
-            )
+                f"(ignore_label {self.ignore_label})", _LABEL_ACTION)
         return label.astype(dtype, copy=False)
 
 
@@ -132,10 +134,9 @@ class PixelCLIPSemSegEvaluator(SemSegEvaluator):
             gt_file = self.input_file_to_gt_file[inp["file_name"]]
             gt = self.sem_seg_loading_fn(gt_file, dtype=int)
             if gt.shape != pred.shape:
-                raise ValueError(
+                raise EvalLabelError(
                     f"label file {gt_file} is {gt.shape[0]}×{gt.shape[1]} (H×W) but its image is "
-                    f"{pred.shape[0]}×{pred.shape[1]}"
-                )
+                    f"{pred.shape[0]}×{pred.shape[1]}", _LABEL_ACTION)
             gt[gt == self._ignore_label] = self._num_classes
             index = np.multiply(pred.reshape(-1), n, dtype=np.int64)  # the cell of each pixel: n·pred + gt
             index += gt.reshape(-1)

@@ -14,7 +14,10 @@ is told once, in one line, in seconds, instead of once per worker after minutes:
 """
 import logging
 import os
+import sys
 import tempfile
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 
@@ -25,7 +28,7 @@ from .errors import CheckpointError, ConfigError, OutputDirError
 logger = logging.getLogger(__name__)
 
 __all__ = ["preflight", "check_output_dir", "check_model_weights", "check_device", "check_clip_weights",
-           "setup_pixelclip_logger"]
+           "setup_pixelclip_logger", "held_back_logs"]
 
 
 def check_device(cfg) -> None:
@@ -89,3 +92,39 @@ def setup_pixelclip_logger(output_dir: str = None) -> logging.Logger:
     from detectron2.utils.logger import setup_logger
 
     return setup_logger(output_dir, distributed_rank=comm.get_rank(), name="pixelclip", abbrev_name="pixelclip")
+
+
+def _to_files_only(logger: logging.Logger, record: logging.LogRecord) -> None:
+    """``record`` to the handlers of ``logger`` and its ancestors that write a file (not the console)."""
+    while logger is not None:
+        for handler in logger.handlers:
+            stream = getattr(handler, "stream", None)
+            if stream is not None and stream not in (sys.stdout, sys.stderr) and record.levelno >= handler.level:
+                handler.handle(record)
+        logger = logger.parent if logger.propagate else None
+
+
+@contextmanager
+def held_back_logs(prefixes: Sequence[str] = ("detectron2", "fvcore")) -> Iterator[None]:
+    """Hold back the log records of Detectron2 and fvcore (environment, config and model dumps: some
+    500 lines) while the run sets itself up; they are written when the block ends. When it ends with
+    an error (a checkpoint of another model, test images without labels), they go to the log files
+    only, so that the error's one line is not preceded by the dumps on the console."""
+    held = []
+    call_handlers = logging.Logger.callHandlers
+
+    def hold(logger: logging.Logger, record: logging.LogRecord) -> None:
+        if record.name.split(".")[0] in prefixes:
+            held.append((logger, record))
+        else:
+            call_handlers(logger, record)
+
+    logging.Logger.callHandlers = hold
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        logging.Logger.callHandlers = call_handlers
+        for logger, record in held:
+            _to_files_only(logger, record) if failed else call_handlers(logger, record)

@@ -1,4 +1,5 @@
 """Pictures of predictions: colour overlays with a legend, raw label maps, side-by-side panels."""
+import os
 from typing import List, Optional, Sequence
 
 import matplotlib
@@ -10,6 +11,18 @@ from matplotlib.patches import Patch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from .utils.io import atomic_write  # noqa: E402
+
+
+def model_title(cfg) -> str:
+    """What produced a prediction, for the title of its panel: ``PixelCLIP (<checkpoint file>)`` when
+    ``MODEL.WEIGHTS`` loads fine-tuned weights, else the CLIP as configured, not fine-tuned
+    (``CLIP <CLIP_MODEL_NAME> (<CLIP_PRETRAINED>), not fine-tuned``); a ``DENSE_MODE`` other than the
+    default ``value`` is named too."""
+    p = cfg.MODEL.PIXELCLIP
+    mode = "" if p.DENSE_MODE == "value" else f", {p.DENSE_MODE}"
+    if cfg.MODEL.WEIGHTS:
+        return f"PixelCLIP ({os.path.basename(cfg.MODEL.WEIGHTS)}{mode})"
+    return f"CLIP {p.CLIP_MODEL_NAME} ({p.CLIP_PRETRAINED or 'random weights'}{mode}), not fine-tuned"
 
 
 def class_colors(num_classes: int, seed: int = 0) -> np.ndarray:

@@ -203,3 +203,21 @@ def test_save_is_atomic_when_the_disk_fills_up(tmp_path, monkeypatch):
     assert not (tmp_path / "model_0000002.pth").exists()
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000001.pth"]  # no temporary file left
+
+
+def test_a_temporary_left_by_a_killed_save_is_removed_when_the_checkpointer_starts(tmp_path):
+    from tests.utils.test_io import _dead_pid
+
+    from pixelclip.utils.io import TEMP_MARKER
+
+    stale = tmp_path / f"model_0000001.pth{TEMP_MARKER}{_dead_pid()}-0123abcd"
+    stale.write_bytes(b"")  # what kill -9 right after the temporary file was opened leaves
+    old = os.stat(tmp_path).st_mtime - 3600
+    os.utime(stale, (old, old))
+    model = torch.nn.Linear(2, 2)
+    checkpointer = PixelCLIPCheckpointer(model, str(tmp_path))
+    assert not stale.exists()
+    stale.write_bytes(b"")
+    os.utime(stale, (old, old))
+    checkpointer.save("model_0000003")  # and before each save
+    assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000003.pth"]

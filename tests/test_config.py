@@ -130,3 +130,24 @@ def test_yaml_gives_the_recipe_values(name):
     assert {k: values[k] for k in expected} == expected
     # the tools' entry point (recipe first, then the file) gives the same config
     assert _flat(get_pixelclip_cfg(str(ROOT / name))) == values
+
+
+@pytest.mark.parametrize("k", [0, -3])
+def test_num_prompts_below_one_is_a_config_error_before_anything_is_built(k, monkeypatch):
+    from detectron2.modeling import build_model
+
+    import pixelclip.modeling.pixelclip as meta
+    from pixelclip.config import check_pixelclip_values
+    from pixelclip.errors import ConfigError
+    from tests.conftest import make_tiny_cfg
+
+    cfg = make_tiny_cfg(**{"MODEL.PIXELCLIP.NUM_PROMPTS": k})
+    monkeypatch.setattr(meta, "build_backbone", lambda cfg: pytest.fail("the backbone was built"))
+    message = (f"x.yaml: MODEL.PIXELCLIP.NUM_PROMPTS is {k}, but K, the number of learnable class prompts (global "
+               "semantic clusters), must be at least 1 — give a positive number, e.g. MODEL.PIXELCLIP.NUM_PROMPTS 64")
+    with pytest.raises(ConfigError) as error:
+        check_pixelclip_values(cfg, "x.yaml")
+    assert str(error.value).startswith(message)
+    with pytest.raises(ConfigError, match=f"config: MODEL.PIXELCLIP.NUM_PROMPTS is {k}, but"):
+        build_model(cfg)  # the model's own check, for library use without the tools
+    check_pixelclip_values(make_tiny_cfg(**{"MODEL.PIXELCLIP.NUM_PROMPTS": 1}))  # 1 is fine

@@ -13,6 +13,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from fixtures.benchmarks import make_ade20k_150_miniature, one_hot_logits
 from PIL import Image
 
+from pixelclip.errors import EvalLabelError
 from pixelclip.evaluation import (
     SemSegLabelLoader,
     build_sem_seg_evaluator,
@@ -68,9 +69,9 @@ def test_label_loader_checks_size_and_class_ids(tmp_path):
     Image.fromarray(np.array([[0, 1], [2, 255]], dtype=np.uint8)).save(path)
     loader = SemSegLabelLoader(3, 255, {str(path): (2, 2)})
     assert loader(str(path), dtype=int).tolist() == [[0, 1], [2, 255]]
-    with pytest.raises(ValueError, match=r"l.png is 2×2 .* image is 3×2"):
+    with pytest.raises(EvalLabelError, match=r"l.png is 2×2 .* image is 3×2"):
         SemSegLabelLoader(3, 255, {str(path): (3, 2)})(str(path))
-    with pytest.raises(ValueError, match=r"l.png holds class ids \[2\] outside 0..1"):
+    with pytest.raises(EvalLabelError, match=r"l.png holds class ids \[2\] outside 0..1"):
         SemSegLabelLoader(2, 255)(str(path))
     several = tmp_path / "several.png"
     Image.fromarray(np.array([[254, 3], [200, 255]], dtype=np.uint8)).save(several)

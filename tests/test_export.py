@@ -2,6 +2,7 @@
 of the authors' release layout (pixelclip/export/, tools/export_clip.py)."""
 import importlib.util
 import json
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -430,3 +431,103 @@ def test_openai_export_holds_the_scalar_entries_build_model_deletes(tmp_path):
     # this project reads the file back too (the scalar entries are skipped)
     clip, _ = build_clip_from_weights("PixelCLIP-Test-OpenAI-ViT", str(out))
     torch.testing.assert_close(clip.visual.proj, model.backbone.clip_model.visual.proj.half().float())
+
+
+# --------------------------------------------------------------------- files that are not checkpoints
+class _RunsCode:
+    """Unpickling it would call ``os.mkdir(<path>)``: a visible side effect if a loader unpickles it."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_read_checkpoint_refuses_what_is_not_a_checkpoint_and_runs_no_code(tmp_path):
+    from pixelclip.export import read_checkpoint
+
+    ran = tmp_path / "code_ran"
+    (tmp_path / "notes.txt").write_text("hello, not a checkpoint\n")
+    (tmp_path / "random.bin").write_bytes(np.random.default_rng(0).integers(1, 256, 4096, dtype=np.uint8).tobytes())
+    torch.save({"model": {"w": _RunsCode(str(ran))}}, tmp_path / "object.pth")  # a torch (zip) file
+    with open(tmp_path / "object_pickle.pth", "wb") as f:  # a plain pickle under a torch name
+        pickle.dump({"model": _RunsCode(str(ran))}, f)
+    with open(tmp_path / "object.pkl", "wb") as f:
+        pickle.dump(_RunsCode(str(ran)), f)
+    data = (tmp_path / "object.pth").read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
+    action = ("— give a Detectron2 / PixelCLIP checkpoint (.pth, .pkl), an open_clip or OpenAI CLIP state dict or a "
+              ".safetensors file; other pickled objects are not loaded, since unpickling them runs code")
+    expected = {
+        "notes.txt": "it is neither a PyTorch nor a pickle file (it starts with b'hello, n')",
+        "random.bin": "it is neither a PyTorch nor a pickle file (it starts with b'",
+        "object.pth": "it pickles posix.mkdir, not only tensors, arrays, numbers and strings",
+        "object_pickle.pth": "it pickles posix.mkdir, not only tensors, arrays, numbers and strings",
+        "object.pkl": "it pickles posix.mkdir, not only tensors, arrays, numbers and strings",
+        "truncated.pth": "it is a damaged or truncated PyTorch file (",
+    }
+    for name, why in expected.items():
+        with pytest.raises(ExportError) as error:
+            read_checkpoint(str(tmp_path / name))
+        message = str(error.value)
+        assert message.startswith(f"{tmp_path / name} is not a checkpoint: {why}"), message
+        assert message.endswith(action) and "\n" not in message, message
+    assert not ran.exists()
+
+
+def test_read_checkpoint_loads_numpy_arrays_and_d2_trainer_state(tmp_path):
+    """The allow-list: what Detectron2 checkpoints and model-zoo pickles hold besides tensors."""
+    from pixelclip.export import read_checkpoint
+
+    state = {"model": {"w": torch.arange(3.0), "b": np.arange(4, dtype=np.float32), "s": np.float64(0.5)},
+             "trainer": {"iteration": 7, "hooks": {"LRScheduler": {"base_lrs": [0.1], "last_epoch": 7}}},
+             "__author__": "test", "matching_heuristics": True}
+    torch.save(state, tmp_path / "d2.pth")
+    with open(tmp_path / "d2.pkl", "wb") as f:
+        pickle.dump({"model": {"b": np.arange(4, dtype=np.float16)}, "__author__": "zoo"}, f)
+    loaded = read_checkpoint(str(tmp_path / "d2.pth"))
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"]) and loaded["model"]["s"] == 0.5
+    np.testing.assert_array_equal(loaded["model"]["b"], state["model"]["b"])
+    assert loaded["trainer"] == state["trainer"]
+    assert read_checkpoint(str(tmp_path / "d2.pkl"))["model"]["b"].dtype == np.float16
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(f"{record.name}: {record.getMessage()}")
+
+
+def test_export_logs_the_loaded_tensors_not_a_random_initialisation(tmp_path):
+    model = _trained_model("PixelCLIP-Tiny-ViT")
+    ckpt = _save(model, tmp_path / "model_final.pth")
+    records = _Records()
+    loggers = [logging.getLogger(), logging.getLogger("pixelclip")]  # open_clip logs to the root logger
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(records)
+        logger.setLevel(logging.INFO)
+    try:
+        export_open_clip(ckpt, "PixelCLIP-Tiny-ViT", str(tmp_path / "a.pt"))
+        build_clip_from_weights("PixelCLIP-Tiny-ViT", ckpt)
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(records)
+            logger.setLevel(level)
+    text = "\n".join(records.lines)
+    assert "random" not in text.lower(), text
+    n = len(model.backbone.clip_model.state_dict())
+    assert f"CLIP PixelCLIP-Tiny-ViT: loaded {n} tensors (fine-tuned weights) from {ckpt}" in text, text
+    assert f"CLIP PixelCLIP-Tiny-ViT: loaded {n} tensors (fine-tuned weights) from {ckpt} (pixelclip layout)" in text
+    # outside the export, a CLIP built without weights is still said to be random
+    records.lines.clear()
+    logging.getLogger().addHandler(records)
+    try:
+        build_clip_from_weights("PixelCLIP-Tiny-ViT", "")
+    finally:
+        logging.getLogger().removeHandler(records)
+    assert "initialized randomly" in "\n".join(records.lines)

@@ -27,3 +27,19 @@ def test_colorize_ignores_and_label_png_depth(tmp_path):
     assert np.array_equal(np.array(Image.open(tmp_path / "l.png")), labels)
     save_label_png(str(tmp_path / "s.png"), np.array([[1, 2]]))
     assert Image.open(tmp_path / "s.png").mode == "L"
+
+
+def test_model_title_says_plain_clip_unless_fine_tuned_weights_are_loaded():
+    from pixelclip.visualization import model_title
+    from tests.conftest import make_tiny_cfg
+
+    cfg = make_tiny_cfg()
+    assert model_title(cfg) == "CLIP PixelCLIP-Tiny-ViT (random weights), not fine-tuned"
+    cfg.MODEL.PIXELCLIP.CLIP_MODEL_NAME, cfg.MODEL.PIXELCLIP.CLIP_PRETRAINED = "ViT-B-16-quickgelu", "openai"
+    assert model_title(cfg) == "CLIP ViT-B-16-quickgelu (openai), not fine-tuned"
+    cfg.MODEL.PIXELCLIP.DENSE_MODE = "naclip"
+    assert model_title(cfg) == "CLIP ViT-B-16-quickgelu (openai, naclip), not fine-tuned"
+    cfg.MODEL.WEIGHTS = "output/pixelclip_vitb/model_final.pth"
+    assert model_title(cfg) == "PixelCLIP (model_final.pth, naclip)"
+    cfg.MODEL.PIXELCLIP.DENSE_MODE = "value"
+    assert model_title(cfg) == "PixelCLIP (model_final.pth)"

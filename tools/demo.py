@@ -23,19 +23,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import tqdm  # noqa: E402
-from PIL import Image  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 import pixelclip  # noqa: E402,F401
 from pixelclip.checkpoint import build_checkpointer  # noqa: E402
+from pixelclip.data.image_io import read_image  # noqa: E402
 from pixelclip.data.mappers import SemanticTestMapper  # noqa: E402
 from pixelclip.data.vocabulary import load_vocabulary  # noqa: E402
 from pixelclip.errors import DatasetError  # noqa: E402
 from pixelclip.preflight import check_model_weights, check_output_dir  # noqa: E402
 from pixelclip.utils.cli import load_config, run_tool  # noqa: E402
 from pixelclip.utils.files import IMAGE_EXTENSIONS  # noqa: E402
-from pixelclip.visualization import class_colors, overlay, save_label_png, save_panels  # noqa: E402
+from pixelclip.visualization import class_colors, model_title, overlay, save_label_png, save_panels  # noqa: E402
 
 logger = logging.getLogger("pixelclip.tools.demo")
 
@@ -105,12 +105,12 @@ def main():
         with torch.no_grad():
             logits = model([record])[0]["sem_seg"]
         labels = logits.argmax(0).cpu().numpy()
-        image = np.asarray(Image.open(path).convert("RGB"))
+        image = read_image(path, "RGB")  # as the model saw it: EXIF-rotated, 16-bit scaled to 8 bits
         stem = os.path.join(args.output, os.path.splitext(rel)[0])
         os.makedirs(os.path.dirname(stem), exist_ok=True)
         save_label_png(f"{stem}_labels.png", labels)
         save_panels(f"{stem}_overlay.png", [image, overlay(image, labels, colors)],
-                    ["image", "PixelCLIP"], vocabulary, colors,
+                    ["image", model_title(cfg)], vocabulary, colors,
                     present=None if len(vocabulary) <= MAX_FULL_LEGEND else np.unique(labels).tolist())
     print(f"[demo] wrote overlays and label maps of {len(images) - skipped} images ({len(vocabulary)} classes) "
           f"to {args.output}" + (f"; {skipped} unreadable images skipped (see above)" if skipped else ""))

@@ -61,12 +61,14 @@ def _model_name(args) -> str:
 def _import_release(args) -> dict:
     from detectron2.modeling import build_model
 
+    from pixelclip.clip.build import weights_loaded_next
     from pixelclip.export import save_checkpoint
 
     cfg = _cfg(args)
     cfg.MODEL.PIXELCLIP.CLIP_PRETRAINED = ""  # the release provides every CLIP weight: build without downloading
     cfg.MODEL.DEVICE = "cpu"
-    model = build_model(cfg)
+    with weights_loaded_next(args.release):
+        model = build_model(cfg)
     report = load_release_checkpoint(model, args.release)
     placed = set(report.placed.values())
     state = {k: v.detach().clone() for k, v in model.state_dict().items() if k in placed}

@@ -8,7 +8,8 @@ Weights come from one of three places:
   * nothing (``""``): random initialisation, for tiny test configs and pre-training.
 """
 import logging
-from typing import List, Tuple
+from contextlib import contextmanager
+from typing import Iterator, List, Tuple
 
 import open_clip
 from torch import nn
@@ -16,11 +17,35 @@ from torch import nn
 from . import MODEL_CONFIG_DIR  # noqa: F401  (registers pixelclip/clip/model_configs with open_clip)
 from .weights import ClipWeightsError, how_to_provide, locate_clip_weights
 
-__all__ = ["ClipWeightsError", "build_clip_model", "apply_finetune_policy", "freeze", "is_vit", "is_convnext"]
+__all__ = ["ClipWeightsError", "build_clip_model", "weights_loaded_next", "apply_finetune_policy", "freeze", "is_vit",
+           "is_convnext"]
 
 logger = logging.getLogger(__name__)
 
 CLIP_FINETUNE_POLICIES = ("attention", "full", "conv", "prompt", "none")
+_LOADED_NEXT: List[str] = []  # sources of the blocks of weights_loaded_next, innermost last
+
+
+class _NoRandomInitWarning(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded ... Model initialized randomly." (root logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+@contextmanager
+def weights_loaded_next(source: str) -> Iterator[None]:
+    """Within the block, a CLIP built with ``pretrained=""`` is a skeleton whose weights the caller
+    loads from ``source`` right after (and logs how many): it is logged as such, not as a random
+    initialisation, and open_clip's "Model initialized randomly" warning is dropped."""
+    quiet = _NoRandomInitWarning()
+    _LOADED_NEXT.append(source)
+    logging.getLogger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(quiet)
+        _LOADED_NEXT.pop()
 
 
 def build_clip_model(model_name: str, pretrained: str = "", cache_dir: str = None) -> Tuple[nn.Module, object]:
@@ -38,7 +63,10 @@ def build_clip_model(model_name: str, pretrained: str = "", cache_dir: str = Non
             neither cached nor downloadable (said at once, see :func:`locate_clip_weights`), failed download.
     """
     weights = locate_clip_weights(model_name, pretrained, cache_dir)
-    if weights.source == "random":
+    if weights.source == "random" and _LOADED_NEXT:
+        logger.info("CLIP %s: built without weights; they are loaded from %s next", model_name, _LOADED_NEXT[-1])
+        model = open_clip.create_model(model_name, pretrained=None)
+    elif weights.source == "random":
         logger.info("CLIP %s: random initialisation (no pretrained weights asked for)", model_name)
         model = open_clip.create_model(model_name, pretrained=None)
     elif weights.path is not None:  # a local file, or a tag's file in the cache: no network

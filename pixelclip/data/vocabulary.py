@@ -88,6 +88,12 @@ def read_class_file(path: str) -> List[str]:
             raise VocabularyError(
                 f"vocabulary file {path} must hold a JSON list of class-name strings",
                 'e.g. ["cat", "sofa, couch"]')
+        empty = [i for i, n in enumerate(names) if not n.strip()]
+        if empty:  # dropping them would shift the ids of the classes after
+            raise VocabularyError(
+                f"vocabulary file {path} has an empty class name at position{'s' if len(empty) > 1 else ''} "
+                f"{', '.join(map(str, empty[:10]))} (counting from 0; the position is the label id)",
+                "remove it or name the class there, so that every id is the class you mean")
     else:
         names = [line for line in text.splitlines() if not line.strip().startswith("#")]
     names = [n.strip() for n in names if n.strip()]
@@ -155,7 +161,16 @@ def load_vocabulary(spec: str) -> List[str]:
     if spec in PACKAGED_VOCABULARIES:
         return _checked(packaged_vocabulary(spec), spec)
     separator = ";" if ";" in spec else ","
-    names = [n.strip() for n in spec.split(separator) if n.strip()]
+    entries = [n.strip() for n in spec.split(separator)]
+    while entries and not entries[-1]:  # a trailing separator shifts no id
+        entries.pop()
+    empty = [i for i, n in enumerate(entries) if not n]
+    if empty and len(entries) - len(empty) >= 2:  # dropping them would shift the ids of the classes after
+        raise VocabularyError(
+            f"vocabulary {spec!r} has an empty class name at position{'s' if len(empty) > 1 else ''} "
+            f"{', '.join(map(str, empty))} (counting from 0; the position is the label id)",
+            f"remove the extra '{separator}' or name the class there, so that every id is the class you mean")
+    names = [n for n in entries if n]
     if len(names) < 2:
         raise VocabularyError(
             f"vocabulary {spec!r} is not a registered dataset, a class file (.json/.txt), a "

@@ -67,7 +67,7 @@ def clip_state_dict(sd: Mapping[str, torch.Tensor], use_teacher: bool = False) -
 def build_clip_from_weights(model_name: str, weights: str = "", use_teacher: bool = False) -> Tuple[nn.Module, object]:
     """``(open_clip model, tokenizer)`` from an open_clip tag, an open_clip/OpenAI file, or a
     PixelCLIP / release Detectron2 checkpoint (its fine-tuned CLIP)."""
-    from ..clip.build import ClipWeightsError, build_clip_model
+    from ..clip.build import ClipWeightsError, build_clip_model, weights_loaded_next
 
     if weights and os.path.isfile(weights):
         try:
@@ -77,14 +77,16 @@ def build_clip_from_weights(model_name: str, weights: str = "", use_teacher: boo
             raise ClipWeightsError(str(e)) from e
         if layout == "open_clip" and not use_teacher and not any(k in sd for k in OPENAI_SCALAR_ENTRIES):
             return build_clip_model(model_name, weights)  # open_clip's own loader
-        model, tokenizer = build_clip_model(model_name, "")
+        with weights_loaded_next(weights):
+            model, tokenizer = build_clip_model(model_name, "")
         try:
-            model.load_state_dict(clip_state_dict(sd, use_teacher), strict=True)
+            state = clip_state_dict(sd, use_teacher)
+            model.load_state_dict(state, strict=True)
         except (RuntimeError, ExportError) as e:
             raise ClipWeightsError(f"the CLIP in {weights} ({layout} layout) does not fit '{model_name}': "
                                    f"{one_line_load_error(e)}",
                                    "give the CLIP_MODEL_NAME the checkpoint was trained with") from e
-        logger.info("CLIP %s: %s weights from %s (%s layout)", model_name,
+        logger.info("CLIP %s: loaded %d tensors (%s weights) from %s (%s layout)", model_name, len(state),
                     "EMA-teacher" if use_teacher else "fine-tuned", weights, layout)
         return model, tokenizer
     return build_clip_model(model_name, weights)
@@ -110,14 +112,17 @@ def one_line_load_error(error: Exception) -> str:
 
 def load_clip_strictly(model_name: str, weights: str, use_teacher: bool) -> nn.Module:
     """The exported CLIP, loaded strictly into the named open_clip architecture (fp32)."""
-    from ..clip.build import build_clip_model
+    from ..clip.build import build_clip_model, weights_loaded_next
 
     sd = clip_state_dict(load_state_dict_file(weights), use_teacher)
-    model, _ = build_clip_model(model_name, "")
+    with weights_loaded_next(weights):
+        model, _ = build_clip_model(model_name, "")
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         raise ExportError(f"the CLIP in {weights} does not fit the open_clip architecture '{model_name}': "
                           f"{one_line_load_error(e)}",
                           "set --model-name to the CLIP_MODEL_NAME it was trained with") from e
+    logger.info("CLIP %s: loaded %d tensors (%s weights) from %s", model_name, len(sd),
+                "EMA-teacher" if use_teacher else "fine-tuned", weights)
     return model.eval()

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..clip.dense import dense_features
 from ..clip.text import SINGLE_TEMPLATE, LearnablePrompts, TextEncoder, VocabularyClassifier, get_templates
+from ..config import check_pixelclip_values
 from ..data.vocabulary import default_vocabulary
 from ..utils.modules import hold_reference
 from .cluster_stats import current_storage, log_cluster_stats
@@ -147,6 +148,7 @@ class PixelCLIP(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        check_pixelclip_values(cfg)  # before anything is built
         p = cfg.MODEL.PIXELCLIP
         dino_masker = None
         if cfg.MODEL.DINO.ENABLED:

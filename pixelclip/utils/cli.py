@@ -90,6 +90,10 @@ class WorkerGuard:
     def __call__(self, *args, **kwargs):
         try:
             return self.main(*args, **kwargs)
+        except KeyboardInterrupt:  # Ctrl-C reaches every worker: the launching process says what to do
+            if debug_enabled():
+                raise
+            sys.exit(130)
         except PixelCLIPError as e:
             if debug_enabled():
                 raise
@@ -158,11 +162,12 @@ def load_config(config_file: str, opts: Sequence[str] = (), *, freeze: bool = Tr
 
     Raises:
         ConfigError: a missing or unparsable config file, a key that does not exist (with the
-            nearest valid ones), a value of the wrong type, an odd number of overrides.
+            nearest valid ones), a value of the wrong type or out of range
+            (:func:`pixelclip.config.check_pixelclip_values`), an odd number of overrides.
     """
     import yaml
 
-    from ..config import get_pixelclip_cfg
+    from ..config import check_pixelclip_values, get_pixelclip_cfg
 
     cfg = get_pixelclip_cfg(config_funcs=config_funcs)
     if config_file:
@@ -189,6 +194,7 @@ def load_config(config_file: str, opts: Sequence[str] = (), *, freeze: bool = Tr
         raise _unknown_key(cfg, e, "command line") from None
     except (ValueError, TypeError) as e:
         raise ConfigError(f"command line: {one_line(e)}", "give the key a value of its type") from None
+    check_pixelclip_values(cfg, "command line" if "MODEL.PIXELCLIP.NUM_PROMPTS" in opts[::2] else config_file)
     if freeze:
         cfg.freeze()
     return cfg

@@ -5,12 +5,21 @@ fsync'ed and renamed onto the destination (``os.replace``, atomic on POSIX and W
 folder is fsync'ed too where the platform allows, so the rename survives a crash. On any error
 (disk full, a failing serializer, Ctrl-C) the temporary file is removed and the destination is
 left as it was.
-"""
-import os
-import uuid
-from typing import BinaryIO, Callable, Optional, Union
 
-__all__ = ["TEMP_MARKER", "atomic_write", "temp_path_for"]
+A process killed while writing (``kill -9``, a node failure) cannot remove its temporary file;
+:func:`remove_stale_temp_files` removes such leftovers of a folder (the checkpointer calls it when
+it starts and before each save).
+"""
+import logging
+import os
+import re
+import time
+import uuid
+from typing import BinaryIO, Callable, List, Optional, Union
+
+__all__ = ["TEMP_MARKER", "atomic_write", "temp_path_for", "remove_stale_temp_files"]
+
+logger = logging.getLogger(__name__)
 
 # Temporary files are "<target>.tmp-<pid>-<token>" beside the target; listings skip names holding it
 # (pixelclip/data/mask_io.py uses the same marker).
@@ -22,6 +31,50 @@ PathLike = Union[str, os.PathLike]
 def temp_path_for(path: PathLike) -> str:
     """A fresh temporary name beside ``path`` (``<path>.tmp-<pid>-<token>``)."""
     return f"{os.fspath(path)}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+# the names temp_path_for makes: <target>.tmp-<pid>-<8 hex digits>
+_TEMP_NAME = re.compile(r"^.+" + re.escape(TEMP_MARKER) + r"(?P<pid>\d+)-[0-9a-f]{8}$")
+_STARTED = time.time()  # when this process imported the module: no file of ours is older
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # exists (another user's), or cannot tell: keep its files
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: PathLike) -> List[str]:
+    """Remove the temporary files of :func:`atomic_write` in ``folder`` (not below it) that an
+    interrupted write left: names of the ``<target>.tmp-<pid>-<token>`` pattern, last modified
+    before this process started, whose writing process is not running (on this machine). A write
+    in progress in another process is left alone. Returns the paths removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if not match or not entry.is_file(follow_symlinks=False):
+            continue
+        pid = int(match.group("pid"))
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= _STARTED or pid == os.getpid() or _pid_alive(pid):
+                continue
+            os.remove(entry.path)
+        except FileNotFoundError:  # removed meanwhile (another rank, the writer)
+            continue
+        except OSError as e:
+            logger.warning("could not remove the stale temporary file %s: %s", entry.path, e)
+            continue
+        removed.append(entry.path)
+        logger.info("removed %s: a temporary file left by an interrupted write", entry.path)
+    return removed
 
 
 def _fsync_dir(folder: str) -> None:

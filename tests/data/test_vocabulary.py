@@ -53,6 +53,22 @@ def test_inline_lists():
     assert load_vocabulary("sofa, couch; cat;dog;") == ["sofa, couch", "cat", "dog"]
 
 
+def test_an_empty_entry_is_refused_naming_its_position(tmp_path):
+    """Dropping it would give 'dog' id 1 where the user counted 2 ('cat,,dog')."""
+    with pytest.raises(VocabularyError) as err:
+        load_vocabulary("cat,,dog")
+    assert str(err.value) == ("vocabulary 'cat,,dog' has an empty class name at position 1 (counting from 0; the "
+                              "position is the label id) — remove the extra ',' or name the class there, so that "
+                              "every id is the class you mean")
+    with pytest.raises(VocabularyError, match=r"'; sky; ;road' has an empty class name at positions 0, 2 "):
+        load_vocabulary("; sky; ;road")
+    assert load_vocabulary("cat,dog,") == ["cat", "dog"]  # a trailing separator shifts no id
+    js = tmp_path / "classes.json"
+    js.write_text(json.dumps(["road", " ", "sky"]))
+    with pytest.raises(VocabularyError, match=r"classes.json has an empty class name at position 1 "):
+        load_vocabulary(str(js))
+
+
 def test_class_files(tmp_path):
     txt = tmp_path / "classes.txt"
     txt.write_text("# my classes\ncat\n\n  sofa, couch  \n")

@@ -9,6 +9,8 @@ import json
 import os
 import re
 import runpy
+import signal
+import subprocess
 import sys
 import uuid
 
@@ -69,6 +71,23 @@ def test_a_config_key_that_does_not_exist_names_the_nearest_ones(tmp_path, monke
     code, _, err = _in_process("tools/train_net.py", ["--config-file", cfg, "--eval-only", "MODEL.NUM_PROMPTS", "16"],
                                monkeypatch)
     assert code == 1 and _one_line(err, "train_net").endswith("did you mean MODEL.PIXELCLIP.NUM_PROMPTS?")
+
+
+def test_num_prompts_zero_or_negative_is_said_before_anything_runs(tmp_path, monkeypatch):
+    cfg = _tiny_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    code, stdout, err = _in_process("tools/train_net.py", ["--config-file", cfg, "--eval-only", "OUTPUT_DIR", out,
+                                                           "MODEL.PIXELCLIP.NUM_PROMPTS", "0"], monkeypatch)
+    assert code == 1 and _one_line(err, "train_net") == (
+        "[train_net] command line: MODEL.PIXELCLIP.NUM_PROMPTS is 0, but K, the number of learnable class prompts "
+        "(global semantic clusters), must be at least 1 — give a positive number, e.g. "
+        "MODEL.PIXELCLIP.NUM_PROMPTS 64 (the paper's)")
+    assert not out.exists() and "Running with full config" not in stdout + err
+    in_file = tmp_path / "negative.yaml"
+    in_file.write_text(cfg.read_text().replace("NUM_PROMPTS: 8", "NUM_PROMPTS: -2"))
+    code, _, err = _in_process("tools/train_net.py", ["--config-file", in_file, "--eval-only"], monkeypatch)
+    assert code == 1 and _one_line(err, "train_net").startswith(
+        f"[train_net] {in_file}: MODEL.PIXELCLIP.NUM_PROMPTS is -2, but K")
 
 
 def test_a_projects_config_given_to_the_core_tool_names_the_projects_train_net(tmp_path, monkeypatch):
@@ -174,7 +193,23 @@ def test_demo_vocabulary_mistakes(tmp_path, monkeypatch):
     assert code == 1 and _one_line(err, "demo") == (
         "[demo] vocabulary 'cat,dog,sky,cat' repeats 1 class name(s): 'cat' at ids 0, 3 — list each class once "
         "(its position is its label id); put synonyms in one entry, e.g. 'sofa, couch'")
+    code, _, err = _in_process("tools/demo.py", [*args, "cat,,dog"], monkeypatch)
+    assert code == 1 and _one_line(err, "demo") == (
+        "[demo] vocabulary 'cat,,dog' has an empty class name at position 1 (counting from 0; the position is the "
+        "label id) — remove the extra ',' or name the class there, so that every id is the class you mean")
     assert os.listdir(tmp_path / "out") == []
+
+
+def test_export_clip_on_a_file_that_is_not_a_checkpoint(tmp_path, monkeypatch):
+    notes = tmp_path / "model_final.pth"
+    notes.write_text("loss went down, lr 1e-4\n")
+    args = ["open-clip", "--weights", notes, "--model-name", "PixelCLIP-Tiny-ViT", "--output", tmp_path / "out.pt"]
+    code, _, err = _in_process("tools/export_clip.py", args, monkeypatch)
+    assert code == 1 and _one_line(err, "export_clip") == (
+        f"[export_clip] {notes} is not a checkpoint: it is neither a PyTorch nor a pickle file (it starts with "
+        "b'loss wen') — give a Detectron2 / PixelCLIP checkpoint (.pth, .pkl), an open_clip or OpenAI CLIP state "
+        "dict or a .safetensors file; other pickled objects are not loaded, since unpickling them runs code")
+    assert not (tmp_path / "out.pt").exists()
 
 
 # ------------------------------------------------------------------------ runs (subprocesses)
@@ -199,9 +234,31 @@ def test_eval_only_refuses_a_checkpoint_of_another_model(tmp_path):
                                                  "MODEL.WEIGHTS", str(tmp_path / weights)], tmp_path, threads=1)
         line = _one_line(result.stderr, "train_net")
         assert result.returncode == 1 and line.startswith(f"[train_net] {tmp_path / weights} {expected}"), line
+        before = result.stdout.splitlines() + result.stderr.splitlines()[:-1]  # D2's ~500 lines of dumps held back
+        assert len(before) < 20 and "Running with full config" not in result.stdout, "\n".join(before)
         assert line.endswith("or set MODEL.PIXELCLIP.ALLOW_PARTIAL_WEIGHTS True to load it partially on purpose")
         assert not (out / "summary.json").exists() and not (out / "inference").exists()
         assert line in (out / "log.txt").read_text()  # the record of the run has it too
+
+
+def test_test_images_without_labels_are_said_before_the_dumps(tmp_path):
+    from fixtures.benchmarks import make_voc_20_miniature
+
+    voc = make_voc_20_miniature(tmp_path / "datasets")
+    voc.label_files[0].unlink()
+    cfg = _tiny_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    result = run_tool("tools/train_net.py", ["--config-file", str(cfg), "--eval-only", "OUTPUT_DIR", str(out),
+                                             "DATASETS.TEST", '("voc_2012_test_sem_seg",)'], tmp_path / "datasets",
+                      threads=1)
+    line = _one_line(result.stderr, "train_net")
+    assert result.returncode == 1 and line.startswith(
+        "[train_net] 1 of 1 test datasets cannot be evaluated: voc_2012_test_sem_seg: images and labels do not pair "
+        "up: 1 of 2 images"), line
+    before = result.stdout.splitlines() + result.stderr.splitlines()[:-1]
+    assert len(before) < 20 and "Running with full config" not in result.stdout, "\n".join(before)
+    log = (out / "log.txt").read_text()  # the record of the run keeps the dumps, then the error
+    assert "Running with full config" in log and log.rstrip().endswith(line)
 
 
 def test_training_log_holds_the_package_lines_and_the_skipped_samples(tmp_path):
@@ -262,6 +319,40 @@ def test_an_undecodable_eval_image_keeps_the_other_datasets(tmp_path):
             f"the other 1 are in {out / 'summary.json'}") in line
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary) == ["voc_2012_test_sem_seg"] and summary["voc_2012_test_sem_seg"]["images"] == 2
+
+
+def _ctrl_c_ready():
+    """In the child: its own process group (Ctrl-C reaches the whole group) and SIGINT's default action,
+    even where this test runs in a background job that ignores SIGINT."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_during_training_names_the_last_checkpoint_and_the_resume_command(tmp_path):
+    root = make_sa1b_folder(tmp_path / "datasets")
+    cfg = write_tiny_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    args = ["tools/train_net.py", "--config-file", str(cfg), "OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "1000",
+            "SOLVER.CHECKPOINT_PERIOD", "2"]
+    env = dict(os.environ, DETECTRON2_DATASETS=str(root), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    child = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, preexec_fn=_ctrl_c_ready)
+    try:
+        for line in child.stdout:  # Ctrl-C when the second checkpoint is being written (or just written)
+            if "Saving checkpoint to" in line and "model_0000003.pth" in line:
+                os.killpg(child.pid, signal.SIGINT)
+                break
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode == 130, stderr[-3000:]
+    last = (out / "last_checkpoint").read_text()
+    assert last in ("model_0000001.pth", "model_0000003.pth") and (out / last).is_file()
+    assert _one_line(stderr, "train_net") == (
+        f"[train_net] interrupted (Ctrl-C); the last checkpoint is {out / last} — to resume from it: "
+        f"python {' '.join(args[:1] + ['--resume'] + args[1:])}")
+    assert not (out / "model_final.pth").exists()
 
 
 def test_demo_keeps_relative_paths_takes_opts_and_runs_on_the_cpu(tmp_path):

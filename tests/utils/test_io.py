@@ -51,3 +51,38 @@ def test_summary_write_interrupted_by_a_full_disk(tmp_path, monkeypatch):
     assert {p: (tmp_path / p).read_text() for p in ("summary.json", "summary.md")} == old
     assert json.loads(old["summary.json"])["voc_2012_test_sem_seg"]["images"] == 1449
     assert not [p for p in os.listdir(tmp_path) if TEMP_MARKER in p]
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed_and_nothing_else(tmp_path):
+    """kill -9 during a save leaves '<target>.tmp-<pid>-<token>' (often 0 bytes): removed when older than this
+    process and its writer is gone; a write in progress, other names and subfolders are left alone."""
+    from pixelclip.utils.io import remove_stale_temp_files
+
+    old = os.stat(tmp_path).st_mtime - 3600
+    dead = _dead_pid()
+    stale = tmp_path / f"model_0000999.pth{TEMP_MARKER}{dead}-0123abcd"
+    kept = {
+        "recent": tmp_path / f"model_0001999.pth{TEMP_MARKER}{dead}-89abcdef",  # written after this process started
+        "live": tmp_path / f"model_0002999.pth{TEMP_MARKER}{os.getppid()}-0123abcd",  # its writer still runs
+        "other name": tmp_path / f"notes{TEMP_MARKER}{dead}-xyz",
+        "user file": tmp_path / "model_final.pth",
+        "below": tmp_path / "sub" / f"a.pth{TEMP_MARKER}{dead}-0123abcd",
+    }
+    kept["below"].parent.mkdir()
+    for path in [stale, *kept.values()]:
+        path.write_bytes(b"")
+        if path != kept["recent"]:
+            os.utime(path, (old, old))
+    assert remove_stale_temp_files(tmp_path) == [str(stale)]
+    assert not stale.exists() and all(path.exists() for path in kept.values())
+    assert remove_stale_temp_files(tmp_path / "missing") == []

@@ -7,10 +7,10 @@ from typing import Dict
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from ...errors import EvalImageError
+from ..image_io import read_image
 from ..registry import register_mapper
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class SemanticTestMapper:
         record = copy.deepcopy(dataset_dict)
         path = record["file_name"]
         try:
-            image = utils.read_image(path, format=self.image_format)
+            image = read_image(path, format=self.image_format)  # 16-bit grayscale scaled to 8 bits, not clipped
         except Exception as e:  # unreadable or truncated file
             label = record.get("sem_seg_file_name")
             remove = f" together with its label file {label}" if label else ""

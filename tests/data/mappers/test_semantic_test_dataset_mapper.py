@@ -40,3 +40,13 @@ def test_a_named_test_mapper_is_built_for_the_one_dataset(tmp_path):
 def test_the_test_mapper_refuses_training():
     with pytest.raises(ValueError, match="test-time mapper"):
         SemanticTestMapper(make_tiny_cfg(), True)
+
+
+def test_a_16_bit_grayscale_image_is_scaled_to_8_bits_not_clipped(tmp_path):
+    values = np.full((30, 45), 32896, dtype=np.uint16)  # round(32896 / 257) = 128; PIL's convert gives 255
+    values[:, :15] = 65535
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    mapper = build_test_mapper(make_tiny_cfg(**{"INPUT.MIN_SIZE_TEST": 30}), "any")
+    out = mapper({"file_name": str(tmp_path / "g16.png")})
+    assert out["image"].shape == (3, 30, 45)
+    assert out["image"][:, :, 20:].unique().tolist() == [128] and out["image"][:, :, :10].unique().tolist() == [255]
