@@ -46,6 +46,12 @@ def add_pixelclip_config(cfg: CN) -> None:
     # MODEL.WEIGHTS that leave the image encoder, the prompts or the decoder without weights (another model's
     # checkpoint) stop the run (pixelclip/checkpoint.py); True loads such a file partially on purpose
     P.ALLOW_PARTIAL_WEIGHTS = False
+    # recompute the student image tower's block activations in the backward pass instead of storing them
+    # (torch.utils.checkpoint): same loss and gradients, far less activation memory, about 1/3 more tower time
+    P.GRADIENT_CHECKPOINTING = False
+    # on CUDA: TF32 for float32 matmuls and cuDNN convolutions (the release's torch.set_float32_matmul_precision
+    # ("high")); False keeps full float32 (pixelclip/utils/cuda_settings.py)
+    P.ALLOW_TF32 = True
     # --- learnable class prompts (pixelclip/clip/text.py) ---
     P.NUM_PROMPTS = 64  # K, number of global semantic clusters / learnable class prompts
     P.PROMPT_LENGTH = 4  # learnable word slots per prompt
