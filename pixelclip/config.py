@@ -111,6 +111,8 @@ def add_pixelclip_config(cfg: CN) -> None:
     _add_if_absent(cfg.SOLVER, "OPTIMIZER", "SGD")  # SGD (what Detectron2 builds) | ADAMW (recipe)
     _add_if_absent(cfg.SOLVER, "CLIP_MULTIPLIER", 1.0)  # lr multiplier of the CLIP image encoder (recipe: 0.01)
     _add_if_absent(cfg.SOLVER, "PROMPT_MULTIPLIER", 1.0)  # lr multiplier of the learnable prompts (recipe: 10)
+    # autocast dtype of SOLVER.AMP.ENABLED training (CUDA only): float16 (D2's, with loss scaling) | bfloat16
+    _add_if_absent(cfg.SOLVER.AMP, "PRECISION", "float16")
     _add_if_absent(cfg.TEST, "IMS_PER_BATCH", 1)  # images per inference batch (any size works)
 
 

@@ -68,7 +68,8 @@ def resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
     the others stay in their order. (MAX_MASKS is applied once, by the training mapper.)"""
     if masks.numel() == 0:
         return masks.new_zeros((0, size, size), dtype=torch.bool)
-    small = _resize_nearest(masks, size)
+    same = tuple(masks.shape[-2:]) == (size, size)  # already at the mask resolution (the mapper's reduction)
+    small = masks.bool() if same else _resize_nearest(masks, size)
     area = small.flatten(1).sum(1)
     return small[area > 1]
 
