@@ -14,8 +14,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import detectron2.engine
 from detectron2.engine import default_setup
-from detectron2.engine import launch as d2_launch
 from detectron2.engine.launch import DEFAULT_TIMEOUT, _find_free_port
 from detectron2.utils import comm
 
@@ -52,8 +52,8 @@ def launch(main_func, num_processes_per_machine: int, num_machines: int = 1, mac
     (``MODEL.DEVICE``): NCCL for CUDA runs (D2's own launch), gloo for CPU runs even on a CUDA machine."""
     world_size = num_machines * num_processes_per_machine
     if world_size == 1 or dist_backend(device) == "nccl":
-        return d2_launch(main_func, num_processes_per_machine, num_machines=num_machines, machine_rank=machine_rank,
-                         dist_url=dist_url, args=args, timeout=timeout)
+        return detectron2.engine.launch(main_func, num_processes_per_machine, num_machines=num_machines,
+                                        machine_rank=machine_rank, dist_url=dist_url, args=args, timeout=timeout)
     if dist_url == "auto":
         if num_machines != 1:
             raise ValueError("dist_url 'auto' works on one machine only: give --dist-url tcp://HOST:PORT")
