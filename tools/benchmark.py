@@ -689,7 +689,8 @@ def _set_tf32(on: bool) -> None:
 
 
 def _amp_step(model, optimizer, scaler, inputs, dtype, device) -> torch.Tensor:
-    """One step as D2's AMPTrainer runs it (autocast forward, scaled backward, scaler step); plain when dtype is None."""
+    """One step as D2's AMPTrainer runs it (autocast forward, scaled backward, scaler step); plain when dtype
+    is None."""
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         loss = model(inputs)["loss_masks"]
     optimizer.zero_grad()
@@ -751,7 +752,8 @@ def write_sa1b_layout(root: str, num_images: int, size: int, num_masks: int) -> 
         Image.fromarray(torch.randint(0, 256, (size, size, 3), dtype=torch.uint8, generator=g).numpy()).save(img)
         masks = sam_like_masks(size, num_masks, g).numpy()
         info = {"file_name": os.path.basename(img), "height": size, "width": size, "image_id": i}
-        write_mask_file(os.path.join(root, "sa1b", "annotations", "sa_000000", f"sa_{i}.json"), info, encode_masks(masks))
+        ann = os.path.join(root, "sa1b", "annotations", "sa_000000", f"sa_{i}.json")
+        write_mask_file(ann, info, encode_masks(masks))
 
 
 def _train_net_runs(args, device, root: str) -> List:
@@ -767,7 +769,8 @@ def _train_net_runs(args, device, root: str) -> List:
             "INPUT.MIN_SIZE_TEST", str(args.crop), "DATALOADER.NUM_WORKERS", str(args.workers),
             "MODEL.PIXELCLIP.CLIP_RESOLUTION", f"({args.clip_resolution}, {args.clip_resolution})"]
     if device.type == "cuda":
-        opts += ["SOLVER.AMP.ENABLED", "True", "SOLVER.IMS_PER_BATCH", "8", "SOLVER.MAX_ITER", "20", "TEST.IMS_PER_BATCH", "4"]
+        opts += ["SOLVER.AMP.ENABLED", "True", "SOLVER.IMS_PER_BATCH", "8", "SOLVER.MAX_ITER", "20",
+                 "TEST.IMS_PER_BATCH", "4"]
     else:  # the tiny dry run: AMP is CUDA-only (train_net refuses it on a CPU run)
         opts += ["SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "TEST.IMS_PER_BATCH", "2",
                  "MODEL.PIXELCLIP.NUM_PROMPTS", "8", "MODEL.PIXELCLIP.MASK_RESOLUTION", "32",
@@ -854,7 +857,8 @@ def bench_gpu(args, cfg, device) -> Tuple[List[str], List, List[str]]:
     rows, reference = [], None
     keys = args.gpu_regimes.split(",")
     if keys[0] != "fp32" or not set(keys) <= set(GPU_REGIMES):
-        raise GpuCheckFailed(f"--gpu-regimes must start with fp32 (the reference) and take from {', '.join(GPU_REGIMES)}")
+        raise GpuCheckFailed("--gpu-regimes must start with fp32 (the reference) and take from "
+                             + ", ".join(GPU_REGIMES))
     for regime in [GPU_REGIMES[k] for k in keys]:  # the dry run too: CPU autocast has float16 and bfloat16
         row, feats, failure = _gpu_regime(args, cfg, device, state, inputs, reduced, regime, reference)
         reference = feats if reference is None else reference
