@@ -4,7 +4,8 @@ Each check raises a :class:`~pixelclip.errors.PixelCLIPError` naming what is wro
 do. ``tools/train_net.py`` calls :func:`preflight` once in the launching process, so a mistake
 is told once, in one line, in seconds, instead of once per worker after minutes:
 
-* ``MODEL.DEVICE`` cuda without a CUDA device;
+* ``MODEL.DEVICE`` cuda without a CUDA device; ``SOLVER.AMP.ENABLED`` on a CPU run or with an unknown
+  ``SOLVER.AMP.PRECISION``;
 * ``OUTPUT_DIR`` that cannot be created or written;
 * ``MODEL.WEIGHTS`` that is not a file (unless ``--resume`` finds a checkpoint in OUTPUT_DIR);
 * CLIP weights that are neither a local file nor cached and cannot be downloaded now
@@ -27,7 +28,7 @@ from .errors import CheckpointError, ConfigError, OutputDirError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["preflight", "check_output_dir", "check_model_weights", "check_device", "check_clip_weights",
+__all__ = ["preflight", "check_amp", "check_output_dir", "check_model_weights", "check_device", "check_clip_weights",
            "setup_pixelclip_logger", "held_back_logs"]
 
 
@@ -37,6 +38,19 @@ def check_device(cfg) -> None:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"MODEL.DEVICE is {device} but this machine has no CUDA device",
                           "add MODEL.DEVICE cpu to the command line (slow, but it works), or run on a GPU machine")
+
+
+def check_amp(cfg) -> None:
+    """``SOLVER.AMP.ENABLED`` only on CUDA (Detectron2's AMPTrainer autocasts CUDA ops only) with a known
+    ``SOLVER.AMP.PRECISION``."""
+    if not cfg.SOLVER.AMP.ENABLED:
+        return
+    if torch.device(str(cfg.MODEL.DEVICE)).type != "cuda":
+        raise ConfigError(f"SOLVER.AMP.ENABLED trains with CUDA autocast, but MODEL.DEVICE is {cfg.MODEL.DEVICE}",
+                          "add SOLVER.AMP.ENABLED False for a CPU run (bfloat16 matmuls are slow on most CPUs)")
+    from .trainer import amp_precision
+
+    amp_precision(cfg)
 
 
 def check_output_dir(path: str) -> None:
@@ -75,6 +89,8 @@ def check_clip_weights(cfg) -> None:
 def preflight(cfg, *, resume: bool = False, eval_only: bool = False) -> None:
     """Every check above, in that order (the first problem found stops the run)."""
     check_device(cfg)
+    if not eval_only:
+        check_amp(cfg)
     check_output_dir(cfg.OUTPUT_DIR)
     check_model_weights(cfg, resume)
     if hasattr(cfg.MODEL, "PIXELCLIP"):

@@ -19,9 +19,10 @@ from torch.nn.parallel import DistributedDataParallel
 from .checkpoint import build_checkpointer
 from .data import build_mapper, build_test_mapper
 from .data.checks import check_test_datasets
+from .data.mappers.mask_resolution import MaskResolutionMapper
 from .data.skips import SkipAwareMapDataset, SkipCounter, format_skips
 from .data.vocabulary import check_vocabulary
-from .errors import EvaluationError, PixelCLIPError, one_line
+from .errors import ConfigError, EvaluationError, PixelCLIPError, one_line
 from .solver import build_optimizer
 from .utils.cli import debug_enabled
 
@@ -41,6 +42,18 @@ class _UserErrorsInOneLine(logging.Filter):
 
 
 logging.getLogger("detectron2.engine.train_loop").addFilter(_UserErrorsInOneLine())
+
+
+AMP_PRECISIONS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def amp_precision(cfg) -> torch.dtype:
+    """The autocast dtype of ``SOLVER.AMP.PRECISION`` (``float16`` with loss scaling, or ``bfloat16``)."""
+    name = str(cfg.SOLVER.AMP.PRECISION)
+    if name not in AMP_PRECISIONS:
+        raise ConfigError(f"SOLVER.AMP.PRECISION '{name}' is not a precision AMP training knows",
+                          f"use one of {', '.join(AMP_PRECISIONS)}")
+    return AMP_PRECISIONS[name]
 
 
 def create_ddp_model_any_device(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
@@ -112,6 +125,10 @@ class Trainer(DefaultTrainer):
             setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="pixelclip", abbrev_name="pixelclip")
         with _ddp_on_any_device():  # DDP for CPU models (gloo) too
             super().__init__(cfg)
+        if cfg.SOLVER.AMP.ENABLED:  # D2 builds an AMPTrainer with float16: the precision SOLVER.AMP.PRECISION names
+            self._trainer.precision = amp_precision(cfg)
+            if self._trainer.precision == torch.bfloat16:  # bfloat16 has float32's range: no loss scaling
+                self._trainer.grad_scaler = torch.amp.GradScaler(enabled=False)
 
     def build_hooks(self):
         """D2's hooks, checkpointing with :class:`~pixelclip.checkpoint.PixelCLIPCheckpointer` (it
@@ -134,6 +151,8 @@ class Trainer(DefaultTrainer):
         counter = SkipCounter(cfg.DATALOADER.NUM_WORKERS)
         if hasattr(mapper, "skip_counter"):
             mapper.skip_counter = counter
+        if cfg.MODEL.META_ARCHITECTURE == "PixelCLIP":  # masks at MASK_RESOLUTION in the workers, not after the copy
+            mapper = MaskResolutionMapper(mapper, cfg.MODEL.PIXELCLIP.MASK_RESOLUTION)
         kwargs = _train_loader_from_config(cfg, mapper=mapper)
         dataset = kwargs["dataset"]
         if isinstance(dataset, list):

@@ -89,3 +89,42 @@ def test_labels_output_leaves_models_and_evaluators_that_need_logits_alone():
     except KeyError:
         pass
     assert model.test_output == "logits"
+
+
+def _training_cfg(tmp_path, **overrides):
+    """A tiny config training on a 2-image SA-1B folder (tests/tools/test_train_net.py's layout)."""
+    from pixelclip.data.datasets.sa1b import register_sa1b
+    from tests.tools.test_train_net import make_sa1b_folder
+
+    name = f"test_tr_sa1b_{uuid.uuid4().hex[:8]}"
+    register_sa1b(name, str(make_sa1b_folder(tmp_path, num_images=2, size=64) / "sa1b"))
+    cfg = make_tiny_cfg(**overrides)
+    cfg.DATASETS.TRAIN = (name,)
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.SOLVER.IMS_PER_BATCH = 2
+    cfg.INPUT.MIN_SIZE_TRAIN = (64,)
+    cfg.INPUT.CROP.ENABLED = False
+    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    return cfg
+
+
+def test_amp_precision_and_masks_at_the_mask_resolution_from_the_loader(tmp_path):
+    import pytest
+
+    from pixelclip.errors import ConfigError
+    from pixelclip.preflight import check_amp
+
+    cfg = _training_cfg(tmp_path, **{"SOLVER.AMP.ENABLED": True, "SOLVER.AMP.PRECISION": "bfloat16"})
+    trainer = Trainer(cfg)  # D2 builds an AMPTrainer (its steps need CUDA; building it does not)
+    assert trainer._trainer.precision == torch.bfloat16 and not trainer._trainer.grad_scaler.is_enabled()
+    batch = next(iter(trainer.data_loader))  # the loader's masks are already 32×32 (MASK_RESOLUTION), images 64×64
+    assert all(x["instances"].gt_masks.tensor.shape[-2:] == (32, 32) and x["image"].shape[-2:] == (64, 64)
+               for x in batch)
+    with pytest.raises(ConfigError, match="SOLVER.AMP.ENABLED trains with CUDA autocast, but MODEL.DEVICE is cpu"):
+        check_amp(cfg)  # train_net refuses AMP on a CPU run before it starts
+    cfg.SOLVER.AMP.PRECISION = "fp8"
+    cfg.MODEL.DEVICE = "cuda"
+    with pytest.raises(ConfigError, match="SOLVER.AMP.PRECISION 'fp8'"):
+        check_amp(cfg)
+    fp16 = Trainer(_training_cfg(tmp_path / "b", **{"SOLVER.AMP.ENABLED": True}))
+    assert fp16._trainer.precision == torch.float16  # the default: D2's, with its loss scaler

@@ -23,6 +23,10 @@ Tasks:
                  processes (each imports its own pixelclip: ``--code-root``)
   text           the text embeddings of a --num-classes vocabulary with the imagenet_select templates: first
                  encoding vs a new model of the same weights reading them from the disk cache (a second run)
+  gpu            the GPU readiness check (tools/gpu_check.sh): training steps in fp32 / TF32 / AMP fp16 / bf16
+                 (finite, features close to fp32) beside the release-style path, train_net.py --num-gpus 1 with
+                 AMP then --eval-only on generated data, a one-process NCCL run; exits 1 with one line on a
+                 failure or without CUDA. --device cpu --dry-run: the same code, tiny CLIP, seconds
 Peak memory: CUDA's max allocated memory, or the growth of resident memory (RSS) on CPU.
 """
 import argparse
@@ -657,6 +661,232 @@ def bench_text(args, cfg, device) -> Tuple[List[str], List, List[str]]:
     return STEP_HEADERS, rows, []
 
 
+# ---------------------------------------------------------------------------------------------- gpu (check)
+# training regimes of the gpu task, by key: (what, autocast dtype or None, TF32, masks, gradient checkpointing);
+# masks "loader": reduced to MASK_RESOLUTION by the data loader; "copied": full-size masks copied to the device in
+# the step and resized there (the release's order)
+GPU_REGIMES = {
+    "fp32": ("fp32 (TF32 off)", None, False, "loader", False),
+    "release": ("release-style: fp32 + TF32, crop-size masks copied then resized", None, True, "copied", False),
+    "tf32": ("fp32 + TF32", None, True, "loader", False),
+    "fp16": ("AMP fp16", torch.float16, True, "loader", False),
+    "bf16": ("AMP bf16", torch.bfloat16, True, "loader", False),
+    "bf16-ckpt": ("AMP bf16 + gradient checkpointing", torch.bfloat16, True, "loader", True),
+}
+# largest relative difference of the student's dense features from fp32 (TF32 and float16 keep 10 mantissa bits,
+# bfloat16 7: about 5e-4 and 4e-3 per rounding, grown through 12 blocks); beyond it the check fails
+GPU_FEATURE_TOLERANCE = {None: 2e-2, torch.float16: 2e-2, torch.bfloat16: 8e-2}
+GPU_HEADERS = ["regime", "batch", "s / step", "images / s", "peak MB", "first loss", "features vs fp32", "finite"]
+
+
+class GpuCheckFailed(Exception):
+    pass
+
+
+def _set_tf32(on: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
+def _amp_step(model, optimizer, scaler, inputs, dtype, device) -> torch.Tensor:
+    """One step as D2's AMPTrainer runs it (autocast forward, scaled backward, scaler step); plain when dtype
+    is None."""
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        loss = model(inputs)["loss_masks"]
+    optimizer.zero_grad()
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
+def _gpu_regime(args, cfg, device, state, inputs, reduced, regime, reference):
+    """Steps of one regime from the same weights and inputs -> (row, features, failure or None)."""
+    name, dtype, tf32, masks, checkpointing = regime
+    _set_tf32(tf32)
+    model = build_model(cfg).train()
+    model.load_state_dict(state)
+    model.backbone.gradient_checkpointing = checkpointing
+    optimizer = build_optimizer(cfg, model)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16 and device.type == "cuda")
+    batch = reduced if masks == "loader" else inputs
+
+    def step():
+        data = batch if masks == "loader" else [{**x, "instances": x["instances"].to(device)} for x in batch]
+        losses.append(_amp_step(model, optimizer, scaler, data, dtype, device))
+
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        feats = model.backbone(model.preprocess.batch([x["image_strong"] for x in batch]))["clip_dense"].float()
+    losses, seconds = [], []
+    with PeakMemory(device) as mem:
+        for i in range(args.iters + 1):  # one warm-up step, then timed steps
+            t = timed(step, device, 1, 0)
+            if i:
+                seconds.append(t)
+    finite = all(bool(torch.isfinite(x)) for x in losses) and all(bool(torch.isfinite(p).all())
+                                                                   for p in model.parameters())
+    gap = float("nan") if reference is None else float((feats - reference).norm() / reference.norm())
+    step = float(np.median(seconds))
+    failure = None
+    if not finite:
+        failure = f"{name}: a loss or weight is not finite"
+    elif reference is not None and not gap <= GPU_FEATURE_TOLERANCE[dtype]:
+        failure = f"{name}: features differ from fp32 by {gap:.2e} (> {GPU_FEATURE_TOLERANCE[dtype]:.0e})"
+    row = [name, len(batch), f"{step:.3f}", f"{len(batch) / step:.1f}", f"{mem.peak_mb:.0f}", f"{float(losses[0]):.5f}",
+           "reference" if reference is None else f"{gap:.1e}", "yes" if finite else "NO"]
+    del model, optimizer
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row, feats, failure
+
+
+def write_sa1b_layout(root: str, num_images: int, size: int, num_masks: int) -> None:
+    """``num_images`` random size×size JPEGs with ``num_masks`` SAM-like masks each, in SA-1B's prepared layout
+    (``sa1b/images/sa_000000/sa_<i>.jpg`` + ``sa1b/annotations/...json``)."""
+    from pixelclip.data.mask_io import encode_masks, write_mask_file
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(1, num_images + 1):
+        img = os.path.join(root, "sa1b", "images", "sa_000000", f"sa_{i}.jpg")
+        os.makedirs(os.path.dirname(img), exist_ok=True)
+        Image.fromarray(torch.randint(0, 256, (size, size, 3), dtype=torch.uint8, generator=g).numpy()).save(img)
+        masks = sam_like_masks(size, num_masks, g).numpy()
+        info = {"file_name": os.path.basename(img), "height": size, "width": size, "image_id": i}
+        ann = os.path.join(root, "sa1b", "annotations", "sa_000000", f"sa_{i}.json")
+        write_mask_file(ann, info, encode_masks(masks))
+
+
+def _train_net_runs(args, device, root: str) -> List:
+    """``tools/train_net.py --num-gpus 1`` (AMP on CUDA) on a generated miniature SA-1B, then ``--eval-only`` of its
+    final weights on a generated ADE20K-150 folder; each in its own process, as a user runs them."""
+    write_sa1b_layout(root, 8 if device.type == "cuda" else 2, args.crop, args.num_masks)
+    write_ade_layout(root, 8 if device.type == "cuda" else 2, 150, size=(args.crop, args.crop * 4 // 3))
+    out = os.path.join(root, "train_net")
+    opts = ["MODEL.DEVICE", str(device), "MODEL.PIXELCLIP.CLIP_MODEL_NAME", args.model,
+            "MODEL.PIXELCLIP.CLIP_PRETRAINED", "", "DATASETS.TRAIN", "('sa1b_train',)",
+            "DATASETS.TEST", "('ade20k_150_test_sem_seg',)", "OUTPUT_DIR", out, "SOLVER.CHECKPOINT_PERIOD", "100000",
+            "INPUT.MIN_SIZE_TRAIN", f"({args.crop},)", "INPUT.CROP.SIZE", f"({args.crop}, {args.crop})",
+            "INPUT.MIN_SIZE_TEST", str(args.crop), "DATALOADER.NUM_WORKERS", str(args.workers),
+            "MODEL.PIXELCLIP.CLIP_RESOLUTION", f"({args.clip_resolution}, {args.clip_resolution})"]
+    if device.type == "cuda":
+        opts += ["SOLVER.AMP.ENABLED", "True", "SOLVER.IMS_PER_BATCH", "8", "SOLVER.MAX_ITER", "20",
+                 "TEST.IMS_PER_BATCH", "4"]
+    else:  # the tiny dry run: AMP is CUDA-only (train_net refuses it on a CPU run)
+        opts += ["SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "TEST.IMS_PER_BATCH", "2",
+                 "MODEL.PIXELCLIP.NUM_PROMPTS", "8", "MODEL.PIXELCLIP.MASK_RESOLUTION", "32",
+                 "MODEL.PIXELCLIP.TEST.FEATURE_RESOLUTION", "16", "MODEL.PIXELCLIP.TEST.TEMPLATES", "single"]
+    env = dict(os.environ, DETECTRON2_DATASETS=root, HF_HUB_OFFLINE="1", PIXELCLIP_TEXT_CACHE="off")
+    tool = os.path.join(REPO, "tools", "train_net.py")
+    runs = [("train_net.py --num-gpus 1" + (" (AMP fp16)" if device.type == "cuda" else ""), [], []),
+            ("train_net.py --eval-only", ["--eval-only"], ["MODEL.WEIGHTS", os.path.join(out, "model_final.pth")])]
+    rows = []
+    for what, flags, weights in runs:
+        start = time.perf_counter()
+        run = subprocess.run([sys.executable, tool, "--num-gpus", "1", *flags, *opts, *weights], env=env,
+                             capture_output=True, text=True, cwd=REPO)
+        if run.returncode != 0:
+            tail = " | ".join((run.stderr or run.stdout).strip().splitlines()[-3:])
+            raise GpuCheckFailed(f"{what} exited {run.returncode}: {tail}")
+        rows.append([what, f"{time.perf_counter() - start:.1f} s (process, start-up included)"])
+    summary = os.path.join(out, "summary.json")
+    if not os.path.isfile(summary):
+        raise GpuCheckFailed(f"--eval-only wrote no {summary}")
+    miou = json.load(open(summary))["ade20k_150_test_sem_seg"]["mIoU"]
+    rows.append(["--eval-only mIoU (random weights: only finite matters)", f"{miou:.2f}"])
+    if not np.isfinite(miou):
+        raise GpuCheckFailed(f"--eval-only gave mIoU {miou}")
+    return rows
+
+
+def _one_process_group_run(args, cfg, device, state, inputs) -> List:
+    """A process group of one (NCCL on CUDA, gloo on CPU: pixelclip.launch.dist_backend) and DDP-wrapped training
+    steps, which reduce their gradient buckets and Sinkhorn sums through that backend."""
+    import socket
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from pixelclip.launch import dist_backend
+
+    backend = dist_backend(str(device))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        probe = torch.full((4,), 3.0, device=device)
+        dist.all_reduce(probe)
+        model = build_model(cfg).train()
+        model.load_state_dict(state)
+        optimizer = build_optimizer(cfg, model)
+        net = DistributedDataParallel(model, device_ids=[device.index or 0] if device.type == "cuda" else None,
+                                      broadcast_buffers=False)
+        scaler = torch.amp.GradScaler(device.type, enabled=False)
+        losses = []
+        with PeakMemory(device) as mem:
+            seconds = timed(lambda: losses.append(_amp_step(net, optimizer, scaler, inputs, None, device)), device,
+                            args.iters, 1)
+        ok = bool(torch.equal(probe.cpu(), torch.full((4,), 3.0))) and all(bool(torch.isfinite(x)) for x in losses)
+    finally:
+        dist.destroy_process_group()
+    if not ok:
+        raise GpuCheckFailed(f"one-process {backend} run: all_reduce or a loss is wrong")
+    return [[f"DDP, one process, {backend} (fp32 + TF32)", len(inputs), f"{seconds:.3f}",
+             f"{len(inputs) / seconds:.1f}", f"{mem.peak_mb:.0f}", f"{float(losses[0]):.5f}", "", "yes"]]
+
+
+def bench_gpu(args, cfg, device) -> Tuple[List[str], List, List[str]]:
+    """The GPU readiness check (``tools/gpu_check.sh``): training steps per precision regime (``GPU_REGIMES``) from
+    the same random weights and inputs, ``train_net.py`` with AMP then ``--eval-only``, a one-process NCCL run.
+    ``--dry-run``: the same code on the tiny CLIP with small inputs (CPU)."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GpuCheckFailed("no CUDA device visible to PyTorch: run on a GPU machine, or --device cpu --dry-run")
+    if device.type != "cuda" and not args.dry_run:
+        raise GpuCheckFailed(f"--device {device} is not a GPU: add --dry-run for the quick CPU rehearsal")
+    failures = []
+    torch.backends.cudnn.benchmark = True  # the recipe's CUDNN_BENCHMARK
+    cfg = cfg.clone()
+    cfg.MODEL.PIXELCLIP.TEST.AUTOCAST = ""
+    torch.manual_seed(args.seed)
+    state = {k: v.clone() for k, v in build_model(cfg).state_dict().items()}
+    inputs = train_inputs(args.train_batch, args.crop, args.num_masks, device)
+    from pixelclip.data.mappers.mask_resolution import MaskResolutionMapper
+
+    reduce = MaskResolutionMapper(lambda d: {**d, "instances": d["instances"][:]}, cfg.MODEL.PIXELCLIP.MASK_RESOLUTION)
+    reduced = [reduce(x) for x in inputs]
+    rows, reference = [], None
+    keys = args.gpu_regimes.split(",")
+    if keys[0] != "fp32" or not set(keys) <= set(GPU_REGIMES):
+        raise GpuCheckFailed("--gpu-regimes must start with fp32 (the reference) and take from "
+                             + ", ".join(GPU_REGIMES))
+    for regime in [GPU_REGIMES[k] for k in keys]:  # the dry run too: CPU autocast has float16 and bfloat16
+        row, feats, failure = _gpu_regime(args, cfg, device, state, inputs, reduced, regime, reference)
+        reference = feats if reference is None else reference
+        rows.append(row)
+        if failure:
+            failures.append(failure)
+    _set_tf32(True)
+    try:
+        rows += _one_process_group_run(args, cfg, device, state, reduced)
+    except GpuCheckFailed as e:
+        failures.append(str(e))
+    with tempfile.TemporaryDirectory() as root:
+        try:
+            rows += [[what, "", value, "", "", "", "", ""] for what, value in _train_net_runs(args, device, root)]
+        except GpuCheckFailed as e:
+            failures.append(str(e))
+    notes = [f"peak MB: {'CUDA max allocated' if device.type == 'cuda' else 'RSS growth'} over one warm-up and "
+             f"{args.iters} timed steps; features vs fp32: |f - f_fp32| / |f_fp32| of the student's dense features "
+             "on the same weights and batch (tolerance: TF32 / fp16 2e-2, bf16 8e-2)",
+             "release-style: the release's precision (float32 matmuls at TF32, torch.set_float32_matmul_precision"
+             "('high')) and masks copied to the device at crop size; the other rows take masks reduced to "
+             "MASK_RESOLUTION in the loader (pixelclip/data/mappers/mask_resolution.py)"]
+    if failures:
+        print(tabulate(rows, headers=GPU_HEADERS, tablefmt="github"))
+        raise GpuCheckFailed(f"{len(failures)} check(s) failed: " + "; ".join(failures))
+    return GPU_HEADERS, rows, notes
+
+
 def get_stuff_classes(name: str) -> List[str]:
     from detectron2.data import MetadataCatalog
 
@@ -668,7 +898,7 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--model", default="ViT-B-16-quickgelu", help="open_clip architecture (random weights)")
     parser.add_argument("--tasks", default="train,infer,eval",
-                        help="any of train,infer,eval,eval-parts,train-profile,train-compare,text")
+                        help="any of train,infer,eval,eval-parts,train-profile,train-compare,text,gpu")
     parser.add_argument("--clip-resolution", type=int, default=320)
     parser.add_argument("--crop", type=int, default=640)
     parser.add_argument("--num-masks", type=int, default=64)
@@ -693,24 +923,38 @@ def main():
     parser.add_argument("--compare-iters", type=int, default=1, help="timed steps per train-compare process")
     parser.add_argument("--code-root", default=REPO, help="import pixelclip from this checkout (train-compare)")
     parser.add_argument("--json", action="store_true", help="train: also print the step times as JSON")
+    parser.add_argument("--gpu-regimes", default=",".join(GPU_REGIMES),
+                        help="gpu: the training regimes, fp32 (the reference) first")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="gpu: the same code on the tiny CLIP, small inputs, on --device cpu (seconds)")
     args = parser.parse_args()
+    if args.dry_run:  # the tiny model and small inputs (tools/gpu_check.sh --device cpu --dry-run)
+        args.model, args.clip_resolution, args.crop, args.num_masks, args.iters = "PixelCLIP-Tiny-ViT", 64, 64, 8, 1
+        args.train_batch = args.train_batch or 2
     if args.train_batch is None:
-        args.train_batch = 48 if args.device.startswith("cuda") else 4
+        args.train_batch = (16 if "gpu" in args.tasks.split(",") else 48) if args.device.startswith("cuda") else 4
     if args.threads:
         torch.set_num_threads(args.threads)
     setup_logger(name="pixelclip")
     device = torch.device(args.device)
     cfg = make_cfg(args)
+    if args.dry_run:
+        cfg.MODEL.PIXELCLIP.NUM_PROMPTS, cfg.MODEL.PIXELCLIP.MASK_RESOLUTION = 8, 32
+        cfg.MODEL.PIXELCLIP.TEST.FEATURE_RESOLUTION = 16
     tasks = {"train": bench_train, "infer": bench_infer, "eval": bench_eval, "eval-parts": bench_eval_parts,
              "train-profile": bench_train_profile,
-             "train-compare": bench_train_compare, "text": bench_text}
+             "train-compare": bench_train_compare, "text": bench_text, "gpu": bench_gpu}
     title = (f"PixelCLIP {args.model} | CLIP input {args.clip_resolution}² | crop {args.crop}² | K=64 | "
              f"{device} | {torch.get_num_threads()} threads | autocast {args.autocast or 'off'}")
     print(title)
     for task in args.tasks.split(","):
         if task not in tasks:
             raise SystemExit(f"unknown task '{task}' ({', '.join(tasks)})")
-        headers, rows, notes = tasks[task](args, cfg, device)
+        try:
+            headers, rows, notes = tasks[task](args, cfg, device)
+        except GpuCheckFailed as e:  # one line, exit status 1
+            print(f"[gpu_check] {e}", file=sys.stderr)
+            raise SystemExit(1)
         print(tabulate(rows, headers=headers, tablefmt="github"))
         for note in notes:
             print(f"  {note}")

@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from detectron2.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from detectron2.engine import default_argument_parser, default_setup  # noqa: E402
 
 import pixelclip  # noqa: E402,F401  (registers PixelCLIP's components and datasets)
 from pixelclip.errors import ConfigError  # noqa: E402
@@ -30,7 +30,9 @@ from pixelclip.evaluate_all import (  # noqa: E402
     parse_methods,
     parse_weights,
 )
+from pixelclip.launch import launch  # noqa: E402  (gloo for MODEL.DEVICE cpu, NCCL for cuda)
 from pixelclip.preflight import setup_pixelclip_logger  # noqa: E402
+from pixelclip.utils.cuda_settings import apply_cuda_settings  # noqa: E402
 from pixelclip.utils.cli import WorkerGuard, load_config, run_tool  # noqa: E402
 
 
@@ -53,6 +55,7 @@ def setup(args):
     cfg.OUTPUT_DIR = args.output or os.path.join(cfg.OUTPUT_DIR, "evaluate_all")
     cfg.freeze()
     default_setup(cfg, args)
+    apply_cuda_settings(cfg)  # TF32 on CUDA (MODEL.PIXELCLIP.ALLOW_TF32)
     setup_pixelclip_logger(cfg.OUTPUT_DIR)
     return cfg
 
@@ -71,8 +74,9 @@ def main(args):
 def launch_main():
     args = parse_args()
     workers = args.num_gpus * args.num_machines
+    device = load_config(args.config_file, args.opts).MODEL.DEVICE
     launch(WorkerGuard("evaluate_all", main) if workers > 1 else main, args.num_gpus, num_machines=args.num_machines,
-           machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+           machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,), device=device)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,15 @@ them is applied to each pixel here.
 ``mode`` (``MODEL.PIXELCLIP.DENSE_MODE``) swaps the ViT's last block for a training-free variant
 (vanilla, MaskCLIP, SCLIP, ClearCLIP, NACLIP: :mod:`pixelclip.clip.dense_modes`); ``value`` is the
 value path above and the only mode of ConvNeXt towers (no attention in their last stage).
+``checkpoint`` (``MODEL.PIXELCLIP.GRADIENT_CHECKPOINTING``) recomputes each block's activations in the backward
+pass instead of keeping them (``torch.utils.checkpoint``, non-reentrant); it acts only where autograd records
+(the student), so the no-grad teacher and inference run as before. Same values and gradients.
 """
-from typing import Tuple
+from typing import Callable, Tuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from .build import blocks_batch_first, is_convnext, is_vit
@@ -34,6 +38,14 @@ def interpolate_positional_embedding(pos_embed: torch.Tensor, old_grid: Tuple[in
     patch_pos = F.interpolate(patch_pos, size=tuple(new_grid), mode="bicubic", align_corners=False)
     patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(-1, dim)
     return torch.cat([cls_pos, patch_pos], dim=0)
+
+
+def run_block(fn: Callable[..., torch.Tensor], *args, checkpoint: bool = False) -> torch.Tensor:
+    """``fn(*args)``; with ``checkpoint`` and autograd recording, through activation checkpointing: only the
+    block's input is kept, its inner activations are recomputed in the backward pass."""
+    if checkpoint and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
 
 
 def vit_tokens(visual: nn.Module, images: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
@@ -66,9 +78,11 @@ def value_path_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
-def vit_dense_features(visual: nn.Module, images: torch.Tensor, mode: str = "value") -> torch.Tensor:
+def vit_dense_features(visual: nn.Module, images: torch.Tensor, mode: str = "value",
+                       checkpoint: bool = False) -> torch.Tensor:
     """Dense CLIP features of an open_clip ViT: B×3×H×W -> B×C×(H/p)×(W/p); ``mode``: the last
-    block (``value`` or a :data:`pixelclip.clip.dense_modes.VIT_LAST_BLOCKS` key)."""
+    block (``value`` or a :data:`pixelclip.clip.dense_modes.VIT_LAST_BLOCKS` key); ``checkpoint``:
+    activation checkpointing per block (:func:`run_block`)."""
     check_dense_mode(mode)
     x, (h, w) = vit_tokens(visual, images)
     blocks = visual.transformer.resblocks
@@ -76,13 +90,13 @@ def vit_dense_features(visual: nn.Module, images: torch.Tensor, mode: str = "val
     if not batch_first:
         x = x.transpose(0, 1)
     for block in blocks[:-1]:
-        x = block(x)
+        x = run_block(block, x, checkpoint=checkpoint)
     if not batch_first:
         x = x.transpose(0, 1)
     if mode == "value":
-        x = value_path_block(blocks[-1], x)
+        x = run_block(value_path_block, blocks[-1], x, checkpoint=checkpoint)
     else:
-        x = VIT_LAST_BLOCKS[mode](blocks[-1], x, (h, w))
+        x = run_block(VIT_LAST_BLOCKS[mode], blocks[-1], x, (h, w), checkpoint=checkpoint)
     x = visual.ln_post(x[:, 1:])
     if visual.proj is not None:
         x = x @ visual.proj
@@ -113,8 +127,22 @@ def convnext_head_per_pixel(visual: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).contiguous()
 
 
-def convnext_dense_features(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Dense CLIP features of an open_clip timm ConvNeXt: B×3×H×W -> B×C×(H/32)×(W/32)."""
+def convnext_trunk_checkpointed(trunk: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """timm ConvNeXt's ``forward_features`` (stem, stages, ``norm_pre``) with each stage block under
+    activation checkpointing (:func:`run_block`): B×3×H×W -> B×Ct×(H/32)×(W/32)."""
+    x = trunk.stem(images)
+    for stage in trunk.stages:
+        x = stage.downsample(x)
+        for block in stage.blocks:
+            x = run_block(block, x, checkpoint=True)
+    return trunk.norm_pre(x)
+
+
+def convnext_dense_features(visual: nn.Module, images: torch.Tensor, checkpoint: bool = False) -> torch.Tensor:
+    """Dense CLIP features of an open_clip timm ConvNeXt: B×3×H×W -> B×C×(H/32)×(W/32); ``checkpoint``:
+    activation checkpointing per stage block."""
+    if checkpoint and torch.is_grad_enabled():
+        return convnext_head_per_pixel(visual, convnext_trunk_checkpointed(visual.trunk, images))
     return convnext_head_per_pixel(visual, visual.trunk.forward_features(images))
 
 
@@ -129,14 +157,16 @@ def check_tower_dense_mode(visual: nn.Module, mode: str) -> str:
     return mode
 
 
-def dense_features(visual: nn.Module, images: torch.Tensor, mode: str = "value") -> torch.Tensor:
+def dense_features(visual: nn.Module, images: torch.Tensor, mode: str = "value",
+                   checkpoint: bool = False) -> torch.Tensor:
     """Dense features of any supported image tower: B×3×H×W -> B×C×h×w (C = CLIP embedding dim);
-    ``mode`` = MODEL.PIXELCLIP.DENSE_MODE (ConvNeXt: ``value`` only)."""
+    ``mode`` = MODEL.PIXELCLIP.DENSE_MODE (ConvNeXt: ``value`` only); ``checkpoint`` =
+    MODEL.PIXELCLIP.GRADIENT_CHECKPOINTING (acts only while autograd records)."""
     if is_vit(visual):
-        return vit_dense_features(visual, images, mode)
+        return vit_dense_features(visual, images, mode, checkpoint)
     if is_convnext(visual):
         check_tower_dense_mode(visual, mode)
-        return convnext_dense_features(visual, images)
+        return convnext_dense_features(visual, images, checkpoint)
     raise TypeError(f"dense features are implemented for open_clip ViT and ConvNeXt towers, not {type(visual).__name__}")
 
 

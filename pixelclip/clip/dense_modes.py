@@ -33,7 +33,7 @@ block's attention to be ``nn.MultiheadAttention`` with packed q/k/v weights (ope
 ``ResidualAttentionBlock``, every OpenAI / LAION CLIP ViT); the ConvNeXt towers have no attention
 in their last stage, so only ``value`` (their per-pixel head) applies to them.
 """
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -131,6 +131,24 @@ VIT_LAST_BLOCKS: Dict[str, Callable[[nn.Module, torch.Tensor, Tuple[int, int]], 
     "naclip": naclip_block,
 }
 DENSE_MODES = ("value",) + tuple(VIT_LAST_BLOCKS)
+
+
+# modes whose last block has no feed-forward half: its ``ln_2``, ``mlp`` and ``ls_2`` take no part in the features
+MODES_WITHOUT_FFN = ("clearclip", "naclip")
+
+
+def unused_parameter_names(visual: nn.Module, mode: str) -> List[str]:
+    """Names (in ``visual.named_parameters()``) of the ViT tower's parameters that ``mode`` never uses: the
+    feed-forward half of the last block for ClearCLIP and NACLIP; none otherwise (the parameters of one
+    packed q/k/v matrix count as used: the matrix receives a gradient, zero on its unused rows).
+
+    They must not train: they would get no gradient, and DistributedDataParallel (D2's, without
+    ``find_unused_parameters``) stops at the second iteration waiting for their reduction."""
+    if mode not in MODES_WITHOUT_FFN:
+        return []
+    last = len(visual.transformer.resblocks) - 1
+    prefixes = tuple(f"transformer.resblocks.{last}.{part}." for part in ("ln_2", "mlp", "ls_2"))
+    return [name for name, _ in visual.named_parameters() if name.startswith(prefixes)]
 
 
 def check_dense_mode(mode: str) -> str:

@@ -1,6 +1,6 @@
 """The text side: CLIP's frozen text encoder, vocabulary classifiers and learnable class prompts."""
 import logging
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -113,17 +113,25 @@ class TextEncoder(nn.Module):
             return torch.full_like(tokens[:, 0], tokens.shape[1] - 1)
         return torch.zeros_like(tokens[:, 0])  # "first"
 
-    def encode_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def used_context(self, tokens: torch.Tensor) -> int:
+        """Leading positions the transformer must run for ``tokens`` N×L: ``last pooled token + 1`` for a
+        causal encoder that pools EOT (with ``truncate_context``), else L. Reads the ids (a host sync on
+        CUDA): callers with fixed tokens compute it once."""
+        if self.truncate_context and self.causal and self.pool_type in ("argmax", "eos"):
+            return int(self._pool_index(tokens).max()) + 1
+        return int(tokens.shape[1])
+
+    def encode_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor,
+                          context: Optional[int] = None) -> torch.Tensor:
         """Token embeddings N×L×D (their ids N×L tell where EOT is) -> text features N×C.
 
         With a causal attention mask a token sees only the tokens before it, so the pooled EOT token's
         output does not depend on the padding after the last EOT: the transformer runs on the first
         ``last EOT + 1`` positions only (CLIP's prompts use 10–20 of its 77; forward and backward cost
-        scale with the length). Same result up to float rounding."""
+        scale with the length). Same result up to float rounding. ``context``: that length when the
+        caller knows it (:meth:`used_context`, computed once for fixed tokens: no host sync per call)."""
         pool = self._pool_index(tokens)
-        length = embeddings.shape[1]
-        if self.truncate_context and self.causal and self.pool_type in ("argmax", "eos"):
-            length = int(pool.max()) + 1
+        length = self.used_context(tokens) if context is None else int(context)
         x = embeddings[:, :length] + self.positional_embedding[:length].to(embeddings.dtype)
         attn_mask = None if self.attn_mask is None else self.attn_mask[:length, :length].to(x.device)
         # the blocks run here, in their own layout (open_clip < 2.26 is sequence-first, later batch-first)
@@ -170,12 +178,17 @@ class VocabularyClassifier(nn.Module):
 
     @torch.no_grad()
     def _encode_texts(self, texts: List[str]) -> torch.Tensor:
+        """Texts -> unit-norm N×C float32, encoded with autocast off (the text weights' own precision) even
+        when called inside an autocast region (a training step under AMP, TEST.AUTOCAST): the embeddings are
+        cached in memory and on disk under a key without precision, and fp32 evaluation reuses them."""
         chunks = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
         if len(chunks) > 1:
             logger.info("Encoding %d texts on %s in %d batches ...", len(texts), self.text_encoder.device, len(chunks))
         feats = []
+        no_autocast = torch.autocast(device_type=self.text_encoder.device.type, enabled=False)
         for i, chunk in enumerate(chunks):
-            feats.append(self.text_encoder(self.text_encoder.tokenize(chunk)))
+            with no_autocast:
+                feats.append(self.text_encoder(self.text_encoder.tokenize(chunk)).float())
             if len(chunks) > 1:
                 logger.info("Encoded %d / %d texts", min((i + 1) * self.batch_size, len(texts)), len(texts))
         return F.normalize(torch.cat(feats).float(), dim=-1)
@@ -216,6 +229,7 @@ class LearnablePrompts(nn.Module):
             raise ValueError(f"prompt template '{template}' must hold exactly one '{{}}' and no word '{self.PLACEHOLDER}'")
         self.register_buffer("tokens", tokens, persistent=False)  # 1×L
         self.register_buffer("slot_positions", slots, persistent=False)  # PROMPT_LENGTH
+        self.context = text_encoder.used_context(tokens)  # fixed tokens: read once here, not at every step
         # initialised from the token embeddings of random vocabulary ids: randint(vocab_size - 10) from a CPU
         # generator seeded with ``init_seed``; seed 0 gives the release's ids (it calls torch.manual_seed(0) and
         # draws from the global generator, which we leave alone). With ``init_words``: random tokens of those
@@ -251,4 +265,5 @@ class LearnablePrompts(nn.Module):
             base = self.text_encoder.token_embedding(self.tokens).expand(k, -1, -1)
         embeddings = base.clone()
         embeddings[:, self.slot_positions] = self.prompt_tokens.to(embeddings.dtype)
-        return self.text_encoder.encode_embeddings(embeddings, tokens)
+        context = self.context if self.text_encoder.truncate_context else None  # None: the full context, no sync
+        return self.text_encoder.encode_embeddings(embeddings, tokens, context=context)

@@ -3,6 +3,8 @@
 Mask features (teacher features averaged inside each mask, ``pooling.py``) are scored against the K prompt
 embeddings, balanced by Sinkhorn-Knopp (SwAV, Caron et al. 2020) over the whole global batch, and
 each mask takes its arg-max cluster. Per image and cluster, the union of its masks is the target.
+All of it runs in float32 (Sinkhorn in float64) with autocast off: under AMP the teacher features arrive
+in float16 / bfloat16, and float16 sums over a large mask overflow (``pooling.py``).
 """
 from typing import List, Tuple
 
@@ -34,9 +36,8 @@ def sinkhorn(logits: torch.Tensor, num_iters: int = 3) -> torch.Tensor:
     num_clusters = logits.shape[1]
     # float64: with ε = 100 the softmax spans e^±200, which underflows float32
     q = torch.softmax(logits.double(), dim=1).t()  # K×N
-    n_total = _all_reduce_sum(torch.tensor(float(q.shape[1]), dtype=torch.float64, device=q.device))
-    if n_total.item() == 0:
-        return logits.new_zeros(logits.shape)
+    n_total = _all_reduce_sum(torch.full((), float(q.shape[1]), dtype=torch.float64, device=q.device))
+    # no host sync on n_total: when it is 0 every process has N = 0 and q is empty (K×0) throughout
     q /= _all_reduce_sum(q.sum()).clamp_min(1e-300)
     for _ in range(num_iters):
         q /= _all_reduce_sum(q.sum(dim=1, keepdim=True)).clamp_min(1e-300)  # each cluster: mass 1/K
@@ -67,7 +68,8 @@ def resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
     the others stay in their order. (MAX_MASKS is applied once, by the training mapper.)"""
     if masks.numel() == 0:
         return masks.new_zeros((0, size, size), dtype=torch.bool)
-    small = _resize_nearest(masks, size)
+    same = tuple(masks.shape[-2:]) == (size, size)  # already at the mask resolution (the mapper's reduction)
+    small = masks.bool() if same else _resize_nearest(masks, size)
     area = small.flatten(1).sum(1)
     return small[area > 1]
 
@@ -89,7 +91,14 @@ def cluster_targets(teacher_features: torch.Tensor, masks: List[torch.Tensor], p
         targets B×K×R×R (float 0/1: union of the masks assigned to each cluster),
         valid B×R×R (bool: pixels covered by at least one mask),
         assignment (ΣN_i) long: the cluster of every mask, images concatenated in order.
+    Inputs of any floating dtype; computed in float32 with autocast off on their device.
     """
+    with torch.autocast(device_type=teacher_features.device.type, enabled=False):
+        return _cluster_targets(teacher_features, masks, prompt_embeddings, eps, num_iters)
+
+
+def _cluster_targets(teacher_features: torch.Tensor, masks: List[torch.Tensor], prompt_embeddings: torch.Tensor,
+                     eps: float, num_iters: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     b, c = teacher_features.shape[:2]
     k = prompt_embeddings.shape[0]
     r = masks[0].shape[-1] if masks else 1

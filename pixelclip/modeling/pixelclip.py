@@ -207,20 +207,25 @@ class PixelCLIP(nn.Module):
 
     def _masks_of(self, batched_inputs: List[Dict]) -> List[torch.Tensor]:
         """Unlabeled masks of each image (online DINO clusters, or the mapper's ``gt_masks``), resized to
-        MASK_RESOLUTION and filtered: B tensors N_i×R×R (bool)."""
+        MASK_RESOLUTION and filtered: B tensors N_i×R×R (bool) on the model's device.
+
+        File masks are resized where they are (the data loader's CPU tensors) and copied after, R×R instead
+        of H×W; masks the mapper already gave at R×R (``pixelclip/data/mappers/mask_resolution.py``) are
+        only filtered: the same masks either way."""
         if self.dino_masker is not None:
             images = torch.stack([x["image"].to(self.device).float() for x in batched_inputs])
-            raw = self.dino_masker(images)
-        else:
-            raw = []
-            for x in batched_inputs:
-                inst = x.get("instances")
-                if inst is None or not inst.has("gt_masks"):
-                    raw.append(torch.zeros((0,) + tuple(x["image"].shape[-2:]), dtype=torch.bool, device=self.device))
-                else:
-                    gt = inst.gt_masks
-                    raw.append((gt.tensor if hasattr(gt, "tensor") else gt).to(self.device).bool())
-        return [resize_masks(m, self.mask_resolution) for m in raw]
+            return [resize_masks(m, self.mask_resolution) for m in self.dino_masker(images)]
+        out = []
+        for x in batched_inputs:
+            inst = x.get("instances")
+            if inst is None or not inst.has("gt_masks"):
+                out.append(torch.zeros((0, self.mask_resolution, self.mask_resolution), dtype=torch.bool,
+                                       device=self.device))
+            else:
+                gt = inst.gt_masks
+                masks = (gt.tensor if hasattr(gt, "tensor") else gt).bool()
+                out.append(resize_masks(masks, self.mask_resolution).to(self.device))
+        return out
 
     def losses(self, batched_inputs: List[Dict]) -> Dict[str, torch.Tensor]:
         weak = self.preprocess.batch([x["image"] for x in batched_inputs])
@@ -261,13 +266,13 @@ class PixelCLIP(nn.Module):
         cost = cosine_logits(student_features, prompt_embeddings)
         logits = self.decoder(cost)
         logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
-        if not valid.any():  # no image of this batch has a mask left: a zero loss that keeps every parameter in the graph
-            return logits.sum() * 0.0
         # targets in the logits' dtype: BCE-with-logits computes in its target's dtype (float32 targets would
         # round a float64 model's loss and gradients)
         bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")  # B×K×R×R
         weight = valid[:, None].to(bce.dtype)
-        return (bce * weight).sum() / (weight.sum() * bce.shape[1])
+        # no valid pixel in the batch: 0 / 1, a zero loss that keeps every parameter in the graph (no host sync
+        # to test for it: with a valid pixel the divisor is ≥ K ≥ 1 and the clamp changes nothing)
+        return (bce * weight).sum() / (weight.sum() * bce.shape[1]).clamp_min(1.0)
 
     # ------------------------------------------------------------------ inference
     def _autocast(self):

@@ -5,11 +5,22 @@ mask classification from dense features (Sec. 4; ``projects/MaskClassification``
 ``MaskPooling`` interface (``projects/FC-CLIP``). All of them are :func:`masked_average` over some
 weights on the feature grid; :func:`pool_upsampled_features` is the exact shortcut the clustering
 uses for features that would first be bilinearly upsampled to the masks' resolution.
+
+Sums run in float32 (float64 for float64 inputs) with autocast off, whatever the features' dtype or an
+enclosing autocast: a 256×256 mask sums 65,536 values, past float16's largest finite number (65,504), so
+a float16 sum overflows to inf and the average becomes NaN. Averages come back in the features' dtype
+(they are bounded by the features, so casting back cannot overflow).
 """
 from typing import Tuple
 
 import torch
 import torch.nn.functional as F
+
+
+def full_precision(features: torch.Tensor) -> Tuple[torch.Tensor, torch.autocast]:
+    """``features`` in float32 (float64 stays float64) and a context that turns autocast off on their device."""
+    dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+    return features.to(dtype), torch.autocast(device_type=features.device.type, enabled=False)
 
 
 def weighted_sums(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -19,10 +30,14 @@ def weighted_sums(features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor
 
 
 def masked_average(features: torch.Tensor, weights: torch.Tensor, min_total: float) -> torch.Tensor:
-    """Average of features (…)×C×h×w under each of the weights (…)×N×h×w -> (…)×N×C; the weights' sum
-    is clamped to ``min_total`` (an empty mask gives a zero vector)."""
-    w = weights.to(features.dtype)
-    return weighted_sums(features, w) / w.flatten(-2).sum(-1, keepdim=True).clamp_min(min_total)
+    """Average of features (…)×C×h×w under each of the weights (…)×N×h×w -> (…)×N×C in the features' dtype
+    (summed in float32 without autocast); the weights' sum is clamped to ``min_total`` (an empty mask gives a
+    zero vector)."""
+    f, no_autocast = full_precision(features)
+    with no_autocast:
+        w = weights.to(f.dtype)
+        out = weighted_sums(f, w) / w.flatten(-2).sum(-1, keepdim=True).clamp_min(min_total)
+    return out.to(features.dtype)
 
 
 def pool_mask_features(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -44,12 +59,16 @@ def pool_upsampled_features(features: torch.Tensor, masks: torch.Tensor) -> torc
     Upsampling is linear, ``up(f) = Wy f Wxᵀ``, so the sum over a mask m of the upsampled features is
     the sum of ``f`` weighted by ``Wyᵀ m Wx`` (h×w): the C feature maps are never upsampled (for
     ViT-B at R = 256: 20×20 instead of 256×256 maps, and a GEMM over 400 instead of 65,536 pixels).
-    The divisor is the mask's own pixel count, as in :func:`pool_mask_features`."""
-    m = masks.to(features.dtype)
-    wy = _bilinear_matrix(features.shape[-2], masks.shape[-2], features)  # R×h
-    wx = _bilinear_matrix(features.shape[-1], masks.shape[-1], features)  # R'×w
-    weights = wy.t() @ (m @ wx)  # N×h×w: each source feature's share of the mask's sum
-    return weighted_sums(features, weights) / m.flatten(1).sum(1, keepdim=True).clamp_min(1.0)
+    The divisor is the mask's own pixel count, as in :func:`pool_mask_features`. Computed in float32
+    without autocast (a mask's weights sum to its pixel count); returned in the features' dtype."""
+    f, no_autocast = full_precision(features)
+    with no_autocast:
+        m = masks.to(f.dtype)
+        wy = _bilinear_matrix(f.shape[-2], masks.shape[-2], f)  # R×h
+        wx = _bilinear_matrix(f.shape[-1], masks.shape[-1], f)  # R'×w
+        weights = wy.t() @ (m @ wx)  # N×h×w: each source feature's share of the mask's sum
+        out = weighted_sums(f, weights) / m.flatten(1).sum(1, keepdim=True).clamp_min(1.0)
+    return out.to(features.dtype)
 
 
 def masks_to_grid(masks: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:

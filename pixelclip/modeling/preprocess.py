@@ -23,9 +23,15 @@ class ClipPreprocessor(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
+    def to_device(self, image: torch.Tensor) -> torch.Tensor:
+        """An image on this module's device in its float dtype, copied first and converted there: a uint8
+        image crosses to the GPU as uint8 (a quarter of float32's bytes; ``Tensor.to(device, dtype)``
+        would convert on the host first). The same values."""
+        return image.to(self.device).to(self.pixel_mean.dtype)
+
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
         """(…×)3×H×W uint8 or float -> float, CLIP-normalised, on this module's device and dtype."""
-        return (image.to(self.device, self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
+        return (self.to_device(image) - self.pixel_mean) / self.pixel_std
 
     def batch(self, images: List[torch.Tensor]) -> torch.Tensor:
         """B images of any sizes -> B×3×resolution, CLIP-normalised (bilinear resize).
@@ -33,7 +39,7 @@ class ClipPreprocessor(nn.Module):
         Each image is resized first and normalised after: the same values (the per-channel affine
         normalisation commutes with bilinear weights that sum to 1), on CLIP's smaller grid."""
         resized = torch.cat([
-            F.interpolate(im.to(self.device, self.pixel_mean.dtype)[None], size=self.resolution, mode="bilinear",
+            F.interpolate(self.to_device(im)[None], size=self.resolution, mode="bilinear",
                           align_corners=False)
             for im in images
         ])

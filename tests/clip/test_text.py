@@ -167,3 +167,32 @@ def test_text_encoder_follows_both_open_clip_layouts():
     torch.testing.assert_close(TextEncoder(legacy, enc.tokenizer)(tokens), reference, atol=1e-6, rtol=1e-6)
     with pytest.raises(RuntimeError):  # the layouts really differ: batch-first input breaks the legacy stack
         legacy.transformer(model.token_embedding(tokens) + model.positional_embedding, attn_mask=model.attn_mask)
+
+
+def test_the_prompt_forward_reads_nothing_back_from_the_device():
+    # on CUDA, int() / .item() / bool() / .tolist() / .cpu() of a device tensor wait for the GPU: once per training
+    # step in the prompt path. Every tensor method called during a forward is recorded (torch function mode).
+    from torch.overrides import TorchFunctionMode
+
+    readbacks = {"__int__", "__index__", "__float__", "__bool__", "item", "tolist", "cpu", "numpy"}
+
+    class Record(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.names.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    _, enc = _encoder()
+    prompts = LearnablePrompts(enc, num_prompts=3, prompt_length=4)
+    reference = prompts()  # the same forward with the context found from the ids
+    with Record() as record:
+        out = prompts()
+    assert record.names and not readbacks & set(record.names)
+    assert prompts.context == int(prompts.tokens.argmax()) + 1 and torch.equal(out, reference)
+    enc.truncate_context = False  # the full context needs no ids either
+    with Record() as record:
+        prompts()
+    assert not readbacks & set(record.names)

@@ -80,3 +80,22 @@ def test_an_unreadable_cache_file_is_ignored_and_rewritten(tmp_path):
     encoded = _count_texts(again)
     assert torch.equal(again(CLASSES), emb) and sum(encoded) == 9 * 8
     assert torch.load(path, weights_only=True)["embeddings"].shape == (8, 32)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_vocabulary_first_encoded_inside_autocast_is_cached_in_float32(tmp_path, dtype):
+    # an evaluation (or the training step's diagnostics) under autocast encodes first; fp32 evaluation then reads
+    # the memory and disk caches: it must get exactly what a fresh float32 encoding gives
+    clf = _classifier(tmp_path)
+    with torch.autocast("cpu", dtype=dtype):
+        inside = clf(CLASSES)
+    outside = clf(CLASSES)  # from memory
+    from_disk = _classifier(tmp_path)(CLASSES)
+    fresh = _classifier(None)(CLASSES)  # no cache at all, no autocast
+    assert len(os.listdir(tmp_path)) == 1
+    for emb in (inside, outside, from_disk):
+        assert emb.dtype == torch.float32 and torch.equal(emb, fresh)
+    # the encoder itself under this autocast does compute in lower precision: the check above is not vacuous
+    with torch.autocast("cpu", dtype=dtype):
+        low = clf.text_encoder(clf.text_encoder.tokenize(["a photo of a class 1."]))
+    assert low.dtype == dtype

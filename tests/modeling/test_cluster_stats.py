@@ -5,7 +5,7 @@ import pytest
 import torch
 from detectron2.utils.events import EventStorage
 
-from pixelclip.modeling.cluster_stats import blind_bce, cluster_stats, log_cluster_stats
+from pixelclip.modeling.cluster_stats import batch_sums, blind_bce, cluster_stats, log_cluster_stats, stats_from_sums
 
 
 def _h(p):
@@ -47,3 +47,25 @@ def test_log_cluster_stats_writes_event_storage():
     assert values["pixelclip/clusters_used"] == 2 and values["pixelclip/largest_cluster_share"] == pytest.approx(2 / 3)
     assert values["pixelclip/prompt_cosine"] == 0.0 and values["pixelclip/classes_nearest"] == 2
     log_cluster_stats(masks, torch.tensor([0, 0, 1]), targets, torch.ones(2, 4, 4, dtype=torch.bool), torch.eye(3))
+
+
+def test_summed_shares_give_the_statistics_of_the_whole_batch():
+    # what the all-reduce does across ranks: each rank's batch_sums, added, must give the global batch's numbers
+    # (computed here by blind_bce and cluster_stats on the concatenated batch), not rank 0's
+    g = torch.Generator().manual_seed(0)
+    k, r = 5, 6
+    masks = [torch.rand(n, r, r, generator=g) > 0.6 for n in (3, 1, 4, 2)]
+    assignment = torch.randint(0, k, (10,), generator=g)
+    targets = (torch.rand(4, k, r, r, generator=g) > 0.7).float()
+    valid = torch.rand(4, r, r, generator=g) > 0.3
+    sizes = [4, 6]  # masks of images 0-1 and 2-3
+    shares = [batch_sums(masks[:2], assignment[:4], targets[:2], valid[:2]),
+              batch_sums(masks[2:], assignment[4:], targets[2:], valid[2:])]
+    total = stats_from_sums(shares[0] + shares[1], k)
+    whole = cluster_stats(assignment, k, torch.eye(k))
+    assert total["masks_per_image"] == 10 / 4
+    assert total["blind_loss"] == pytest.approx(float(blind_bce(targets, valid)), abs=1e-6)
+    assert total["clusters_used"] == whole["clusters_used"]
+    assert total["largest_cluster_share"] == pytest.approx(whole["largest_cluster_share"], abs=1e-12)
+    first = stats_from_sums(shares[0], k)  # rank 0's share alone: other numbers (what was logged before)
+    assert first["masks_per_image"] == sizes[0] / 2 and first != total

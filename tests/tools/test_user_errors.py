@@ -168,6 +168,8 @@ def test_missing_clip_weights_with_several_gpus_are_checked_once_before_spawning
     import detectron2.engine
 
     monkeypatch.setattr(detectron2.engine, "launch", lambda *a, **k: pytest.fail("worker processes were started"))
+    monkeypatch.setattr(torch.multiprocessing, "start_processes",  # a CPU run's gloo launch (pixelclip/launch.py)
+                        lambda *a, **k: pytest.fail("worker processes were started"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, _, err = _in_process("tools/train_net.py", [
         "--config-file", REPO / "configs" / "pixelclip_vitb.yaml", "--num-gpus", "4", "MODEL.DEVICE", "cpu",

@@ -1,0 +1,62 @@
+"""pixelclip/launch.py: the process-group backend follows MODEL.DEVICE, not whether the machine has CUDA
+(Detectron2's launch picks NCCL whenever torch.cuda.is_available(); here CUDA is pretended present)."""
+import socket
+from datetime import timedelta
+
+import detectron2.engine
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing
+from detectron2.utils import comm
+
+import pixelclip.launch as launch_module
+
+
+@pytest.fixture
+def cuda_present(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+
+
+def test_backend_follows_the_device(cuda_present):
+    assert launch_module.dist_backend("cpu") == "gloo"
+    assert launch_module.dist_backend("cuda") == "nccl" and launch_module.dist_backend("cuda:1") == "nccl"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_cpu_run_with_two_processes_starts_gloo_workers_on_a_cuda_machine(cuda_present, monkeypatch):
+    started = {}
+    monkeypatch.setattr(detectron2.engine, "launch", lambda *a, **k: pytest.fail("D2's launch would pick NCCL"))
+    monkeypatch.setattr(torch.multiprocessing, "start_processes",
+                        lambda fn, nprocs, args, daemon: started.update(fn=fn, nprocs=nprocs, args=args))
+    seen = []
+    main = seen.append
+    launch_module.launch(main, 2, dist_url="auto", args=("run",), device="cpu")
+    assert started["nprocs"] == 2
+    fn, (main_func, world, per_machine, machine_rank, url, args, timeout) = started["fn"], started["args"]
+    assert (main_func, world, per_machine, machine_rank, args) == (main, 2, 2, 0, ("run",))
+    assert url.startswith("tcp://127.0.0.1:")
+    # what each worker does, run here as the only process of a world of one (CUDA still "present")
+    monkeypatch.setattr(torch.cuda, "set_device", lambda *a: pytest.fail("a CPU worker must not bind a GPU"))
+    monkeypatch.setattr(comm, "_LOCAL_PROCESS_GROUP", None)
+    try:
+        fn(0, main, 1, 1, 0, f"tcp://127.0.0.1:{_free_port()}", ("run",), timedelta(seconds=60))
+        assert dist.get_backend() == "gloo" and seen == ["run"]
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_cuda_runs_and_single_processes_go_through_detectron2s_launch(cuda_present, monkeypatch):
+    calls = []
+    monkeypatch.setattr(detectron2.engine, "launch", lambda *a, **k: calls.append((a[1], k["dist_url"])))
+    monkeypatch.setattr(torch.multiprocessing, "start_processes", lambda *a, **k: pytest.fail("not a gloo run"))
+    launch_module.launch(print, 2, dist_url="auto", device="cuda")
+    launch_module.launch(print, 1, dist_url="auto", device="cpu")
+    assert calls == [(2, "auto"), (1, "auto")]
