@@ -38,8 +38,9 @@ def uses_quick_gelu(model_name: str) -> bool:
 
 
 def resize_positions(pos: torch.Tensor, rows: int) -> torch.Tensor:
-    """A ViT position embedding (1 + g²)×D resized to ``rows`` = 1 + G² rows with PixelCLIP's (and
-    CAT-Seg's) bicubic interpolation, CLS row kept: what both compute on the fly at G×G patches."""
+    """A ViT position embedding (1 + g²)×D resized to ``rows`` = 1 + G² rows with PixelCLIP's bicubic
+    interpolation (CAT-Seg's dense path uses the same call), CLS row kept: what PixelCLIP computed on the fly
+    at G×G patches."""
     from pixelclip.clip.dense import interpolate_positional_embedding
 
     old, new = round((pos.shape[0] - 1) ** 0.5), round((rows - 1) ** 0.5)
@@ -72,7 +73,7 @@ def catseg_state_dict(clip_sd: Mapping[str, torch.Tensor], clip: Optional[CATSeg
             sd["visual.positional_embedding"] = resize_positions(sd["visual.positional_embedding"], clip.positions)
         elif problems:
             hint = ("pass --resize-positions to store the position embedding resized to CAT-Seg's grid (what "
-                    "PixelCLIP and CAT-Seg compute on the fly), or train with " + clip.pixelclip_config
+                    "PixelCLIP computed on the fly at that grid), or train with " + clip.pixelclip_config
                     if problems.startswith("positions") and ";" not in problems else
                     f"export a PixelCLIP checkpoint of {clip.open_clip_name} ({clip.pixelclip_config}) or set "
                     "--clip to the CAT-Seg CLIP_PRETRAINED it fits")
