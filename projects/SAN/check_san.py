@@ -63,7 +63,8 @@ def build_and_load_san(config_file: str, opts, san_root: str):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pixelclip-clip", required=True, help="exported CLIP (open_clip / OpenAI layout) or PixelCLIP checkpoint")
+    parser.add_argument("--pixelclip-clip", required=True,
+                        help="exported CLIP (open_clip / OpenAI layout) or PixelCLIP checkpoint")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--san-checkpoint", help="check a SAN checkpoint file")
     source.add_argument("--config-file", help="build SAN's model from this SAN config and check it after loading")

@@ -45,11 +45,13 @@ def merge(args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pixelclip-clip", required=True, help="exported CLIP (open_clip / OpenAI layout) or PixelCLIP checkpoint")
+    parser.add_argument("--pixelclip-clip", required=True,
+                        help="exported CLIP (open_clip / OpenAI layout) or PixelCLIP checkpoint")
     parser.add_argument("--san-checkpoint", required=True, help="the SAN checkpoint to merge into")
     parser.add_argument("--output", required=True, help="the merged checkpoint (same container as the input)")
     parser.add_argument("--positional-embedding", choices=POSITIONAL_CHOICES, default="san",
-                        help="whose clip_visual_extractor.positional_embedding to keep (default: SAN's, which SAN trained)")
+                        help="whose clip_visual_extractor.positional_embedding to keep "
+                             "(default: SAN's, which SAN trained)")
     parser.add_argument("--allow-other-text", action="store_true",
                         help="merge even when the text towers differ (the SAN checkpoint was trained on another CLIP)")
     args = parser.parse_args(argv)

@@ -11,7 +11,8 @@ from typing import Dict, List, Mapping, Optional
 import torch
 
 from .errors import SanWeightsError
-from .layout import REC_HEAD, EXTRACTOR, SAN_POSITIONAL, SAN_TEXT_EXTRAS, TEXT, clip_depth, remap_text, remap_visual, san_block_counts
+from .layout import (EXTRACTOR, REC_HEAD, SAN_POSITIONAL, SAN_TEXT_EXTRAS, TEXT, clip_depth, remap_text, remap_visual,
+                     san_block_counts)
 
 POSITIONAL_CHOICES = ("san", "pixelclip")
 # A parameter of SAN's recognition head that is not CLIP's (SOS_TOKEN_FORMAT learnable_token / pos_embedding).
