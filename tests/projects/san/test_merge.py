@@ -1,0 +1,140 @@
+"""pixelclip_san.merge and projects/SAN/merge_san.py on SAN state dicts of the recorded layout."""
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pixelclip_san.errors import SanWeightsError
+from pixelclip_san.merge import merge_into_san
+from tests.projects.san.san_fixture import (
+    LAYOUT,
+    SAN_POSITIONAL_KEY,
+    SIDE_ADAPTER_KEY,
+    fine_tuned,
+    san_state_dict,
+    tiny_clip_state_dict,
+)
+
+MERGE_SAN = Path(__file__).resolve().parents[3] / "projects" / "SAN" / "merge_san.py"
+
+
+@pytest.fixture
+def clips():
+    """(the original CLIP SAN was trained on, the PixelCLIP fine-tuned one)."""
+    original = tiny_clip_state_dict(0)
+    return original, fine_tuned(original)
+
+
+def _snapshot(sd):
+    return {k: v.clone() for k, v in sd.items()}
+
+
+def test_merge_places_every_image_tensor_where_san_holds_it(clips):
+    original, pixelclip = clips
+    san = san_state_dict(original)
+    before = _snapshot(san)
+    report = merge_into_san(san, pixelclip)
+    assert report.first_rec_layer == 3 and report.text_max_abs_difference == 0.0
+    for san_key, clip_key in LAYOUT["san_to_open_clip"].items():
+        if san_key == SAN_POSITIONAL_KEY or clip_key is None or not clip_key.startswith("visual."):
+            assert torch.equal(san[san_key], before[san_key]), san_key  # SAN's own, the text tower: kept
+        else:
+            assert torch.equal(san[san_key], pixelclip[clip_key]), san_key
+    assert torch.equal(san[SIDE_ADAPTER_KEY], before[SIDE_ADAPTER_KEY])
+    visual_in_san = [k for k, v in LAYOUT["san_to_open_clip"].items() if v and v.startswith("visual.")]
+    assert sorted(report.replaced) == sorted(set(visual_in_san) - {SAN_POSITIONAL_KEY})
+    assert list(report.kept) == [SAN_POSITIONAL_KEY]
+
+
+def test_positional_embedding_from_pixelclip_on_request(clips):
+    original, pixelclip = clips
+    san = san_state_dict(original)
+    merge_into_san(san, pixelclip, positional="pixelclip")
+    assert torch.equal(san[SAN_POSITIONAL_KEY], pixelclip["visual.positional_embedding"])
+
+
+def test_keeps_the_stored_dtype(clips):
+    original, pixelclip = clips
+    san = {k: v.half() for k, v in san_state_dict(original).items()}
+    merge_into_san(san, pixelclip)
+    key = "clip_rec_head.resblocks.0.attn.in_proj_weight"
+    assert san[key].dtype == torch.float16
+    assert torch.equal(san[key], pixelclip["visual.transformer.resblocks.3.attn.in_proj_weight"].half())
+
+
+def test_refuses_another_clip_and_changes_nothing(clips):
+    original, pixelclip = clips
+    other = fine_tuned(tiny_clip_state_dict(1))  # fine-tuned from another CLIP: other text tower
+    san = san_state_dict(original)
+    before = _snapshot(san)
+    with pytest.raises(SanWeightsError, match="text towers differ"):
+        merge_into_san(san, other)
+    assert all(torch.equal(san[k], before[k]) for k in san)
+    report = merge_into_san(san, other, allow_other_text=True)
+    assert report.text_max_abs_difference > 0
+
+
+def test_refuses_other_depth_or_no_clip(clips):
+    original, pixelclip = clips
+    san = san_state_dict(original)
+    deeper = {**san, **{k.replace("resblocks.0.", "resblocks.1."): v for k, v in san.items()
+                        if k.startswith("clip_rec_head.resblocks.0.")}}
+    with pytest.raises(SanWeightsError, match=r"5-block CLIP \(3 \+ 2\), the export has 4"):
+        merge_into_san(deeper, pixelclip)
+    no_clip = {k: v for k, v in san.items() if not k.startswith(("clip_visual_extractor.", "clip_rec_head."))}
+    with pytest.raises(SanWeightsError, match="holds no SAN CLIP"):
+        merge_into_san(no_clip, pixelclip)
+
+
+def test_refuses_shape_mismatch(clips):
+    original, pixelclip = clips
+    san = san_state_dict(original)
+    san["clip_visual_extractor.conv1.weight"] = torch.zeros(48, 3, 14, 14)
+    with pytest.raises(SanWeightsError, match=r"1 shapes differ.*conv1.weight: export \(48, 3, 16, 16\)"):
+        merge_into_san(san, pixelclip)
+
+
+def _run_cli(args, capsys):
+    argv = sys.argv
+    sys.argv = [str(MERGE_SAN)] + [str(a) for a in args]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(MERGE_SAN), run_name="__main__")
+    finally:
+        sys.argv = argv
+    return stop.value.code, capsys.readouterr()
+
+
+def test_command_line_merges_checks_and_reports(clips, tmp_path, capsys):
+    original, pixelclip = clips
+    export = tmp_path / "pixelclip_open_clip.pt"
+    torch.save(pixelclip, export)  # what tools/export_clip.py open-clip writes: a plain open_clip state dict
+    san = san_state_dict(original)
+    torch.save({"model": san, "iteration": 59999}, tmp_path / "san.pth")
+    out = tmp_path / "san_pixelclip.pth"
+    args = ["--pixelclip-clip", export, "--san-checkpoint", tmp_path / "san.pth", "--output", out]
+    code, printed = _run_cli(args, capsys)
+    assert code == 0, printed.err
+    merged = torch.load(out, weights_only=True)
+    assert merged["iteration"] == 59999
+    assert torch.equal(merged["model"]["clip_rec_head.proj"], pixelclip["visual.proj"])
+    report = json.loads(Path(str(out) + ".report.json").read_text())
+    n_visual = sum(k.startswith("visual.") for k in LAYOUT["open_clip_state_dict"])  # 4 blocks x 12 + 8 = 56
+    assert report["first_rec_layer"] == 3 and len(report["replaced"]) == len(set(report["replaced"])) == n_visual - 1
+    # every CLIP tensor of the export compared but SAN's own positional embedding
+    assert report["check"].startswith(f"{len(LAYOUT['open_clip_state_dict']) - 1} equal, 1 skipped, 0 missing")
+
+
+def test_command_line_refusal_writes_nothing(clips, tmp_path, capsys):
+    original, _ = clips
+    torch.save(fine_tuned(tiny_clip_state_dict(1)), tmp_path / "other.pt")
+    torch.save({"model": san_state_dict(original)}, tmp_path / "san.pth")
+    code, printed = _run_cli(["--pixelclip-clip", tmp_path / "other.pt", "--san-checkpoint", tmp_path / "san.pth",
+                              "--output", tmp_path / "out.pth"], capsys)
+    assert code == 1
+    errors = [line for line in printed.err.splitlines() if line.startswith("[merge_san]")]  # libraries may warn too
+    assert len(errors) == 1 and errors[0].startswith("[merge_san] refusing to merge: the text towers differ")
+    assert not (tmp_path / "out.pth").exists()
