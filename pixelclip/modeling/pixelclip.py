@@ -116,11 +116,12 @@ class PixelCLIP(nn.Module):
         output: str = "logits",
         vocabulary: Optional[Sequence[str]] = None,
         dino_masker: Optional[nn.Module] = None,
+        input_format: str = "RGB",
     ):
         super().__init__()
         self.backbone = backbone
         self.decoder = decoder
-        self.preprocess = ClipPreprocessor(pixel_mean, pixel_std, clip_resolution)
+        self.preprocess = ClipPreprocessor(pixel_mean, pixel_std, clip_resolution, input_format)
         self.clip_resolution = tuple(clip_resolution)
         # the text tower is the backbone's (one owner in the state dict); the rest hold references to it
         hold_reference(self, "text_encoder", TextEncoder(backbone.clip_model, backbone.tokenizer))
@@ -160,6 +161,7 @@ class PixelCLIP(nn.Module):
             "decoder": CostVolumeDecoder(cfg),
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
+            "input_format": cfg.INPUT.FORMAT,
             "clip_resolution": p.CLIP_RESOLUTION,
             "num_prompts": p.NUM_PROMPTS,
             "prompt_length": p.PROMPT_LENGTH,

@@ -32,3 +32,20 @@ def test_uint8_images_are_copied_then_converted_with_the_same_values():
     expected = torch.cat([(F.interpolate(im.float()[None], size=(32, 32), mode="bilinear", align_corners=False) - mean)
                           / std for im in images])
     assert torch.equal(out, expected)
+
+
+def test_bgr_images_reach_clip_as_rgb():
+    """INPUT.FORMAT BGR (Detectron2's default): the image is flipped to RGB before CLIP's RGB mean and std."""
+    rgb = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    as_rgb = ClipPreprocessor(CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, (16, 16), "RGB")
+    as_bgr = ClipPreprocessor(CLIP_PIXEL_MEAN, CLIP_PIXEL_STD, (16, 16), "BGR")
+    assert torch.equal(as_bgr.batch([rgb.flip(0)]), as_rgb.batch([rgb]))
+    assert torch.equal(as_bgr.normalize(rgb.flip(0)), as_rgb.normalize(rgb))
+    assert not torch.equal(as_rgb.normalize(rgb.flip(0)), as_rgb.normalize(rgb))
+
+
+def test_the_model_takes_input_format_from_the_config():
+    from pixelclip.modeling.pixelclip import PixelCLIP
+    from tests.conftest import make_tiny_cfg
+
+    assert PixelCLIP.from_config(make_tiny_cfg(**{"INPUT.FORMAT": "BGR"}))["input_format"] == "BGR"
