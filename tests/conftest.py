@@ -1,4 +1,5 @@
 """Shared fixtures: tiny PixelCLIP configs built on CPU, no network."""
+import logging
 import os
 from pathlib import Path
 
@@ -43,3 +44,21 @@ def make_tiny_cfg(model_name: str = "PixelCLIP-Tiny-ViT", config_funcs=(), **ove
 @pytest.fixture
 def tiny_cfg():
     return make_tiny_cfg()
+
+
+_LOGGERS = ("pixelclip", "detectron2", "fvcore")
+
+
+@pytest.fixture(autouse=True)
+def _log_handlers_of_this_test_only():
+    """Handlers a test's in-process tool run added (a console handler on that test's captured stdout, closed
+    once the test ends) are removed after it, so later tests do not log into a closed stream."""
+    from detectron2.utils.logger import setup_logger
+
+    before = {name: list(logging.getLogger(name).handlers) for name in _LOGGERS}
+    yield
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if h not in before[name]]:
+            logger.removeHandler(handler)
+    setup_logger.cache_clear()  # a later setup_logger call with the same arguments adds its handlers again

@@ -38,7 +38,8 @@ def report_error(tool: str, error: BaseException) -> str:
     logger = logging.getLogger("pixelclip")
     for handler in logger.handlers:  # the record of the run (OUTPUT_DIR/log.txt), not the terminal again
         stream = getattr(handler, "stream", None)
-        if stream is not None and stream not in (sys.stdout, sys.stderr):
+        # a log file; not the terminal, nor a stream closed since (a console handler of an earlier in-process run)
+        if stream is not None and stream not in (sys.stdout, sys.stderr) and not getattr(stream, "closed", False):
             handler.handle(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, line, None, None))
     return line
 
