@@ -2,11 +2,9 @@
 find_unused_parameters) runs two iterations (it failed at the second when the last block's feed-forward half
 trained without a gradient), and the cluster diagnostics rank 0 logs are those of the global batch."""
 import os
-import socket
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
@@ -15,7 +13,7 @@ from pixelclip.modeling.cluster_stats import log_cluster_stats
 from pixelclip.solver import build_optimizer
 from pixelclip.trainer import create_ddp_model_any_device
 from tests.conftest import make_tiny_cfg
-from tests.test_distributed_training import _global_batch
+from tests.test_distributed_training import _global_batch, spawn_gloo_ranks
 
 MODES = ("clearclip", "naclip")
 STATS = ("masks_per_image", "blind_loss", "clusters_used", "largest_cluster_share")
@@ -66,12 +64,8 @@ def _worker(rank, world, port, batch, folder):
 
 
 def test_full_finetuning_with_clearclip_and_naclip_runs_under_ddp_and_stats_cover_both_ranks(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     batch = _global_batch()
-    mp.spawn(_worker, args=(2, port, batch, str(tmp_path)), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    ranks = spawn_gloo_ranks(_worker, batch, tmp_path, weights_only=False)
     for mode in MODES:
         assert all(torch.isfinite(torch.tensor(r[mode]["loss"])) for r in ranks)
         # every rank logs the numbers of the 4-image global batch, not those of its own 2 images: the reference

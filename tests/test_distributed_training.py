@@ -62,13 +62,19 @@ def _worker(rank, world, port, batch, folder):
         dist.destroy_process_group()
 
 
-def test_two_gloo_processes_give_the_weights_of_one_process_on_the_global_batch(tmp_path):
+def spawn_gloo_ranks(worker, batch, folder, world: int = 2, weights_only: bool = True):
+    """``worker(rank, world, port, batch, folder)`` in ``world`` processes on a free local port; returns what
+    each rank saved as ``folder/rank<r>.pt``."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    mp.spawn(worker, args=(world, port, batch, str(folder)), nprocs=world, join=True)
+    return [torch.load(os.path.join(folder, f"rank{r}.pt"), weights_only=weights_only) for r in range(world)]
+
+
+def test_two_gloo_processes_give_the_weights_of_one_process_on_the_global_batch(tmp_path):
     batch = _global_batch()
-    mp.spawn(_worker, args=(2, port, batch, str(tmp_path)), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = spawn_gloo_ranks(_worker, batch, tmp_path)
     single = _train(batch, ddp=False)
     torch.manual_seed(0)
     start = build_model(make_tiny_cfg()).state_dict()
