@@ -2,10 +2,13 @@
 fixtures/record_san_layout.py with MendelXu/SAN and open_clip 2.16), and tiny CLIPs / SAN state dicts
 built to that layout."""
 import json
+import runpy
+import sys
 from pathlib import Path
 from typing import Dict
 
 import open_clip
+import pytest
 import torch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "san_tiny_layout.json"
@@ -43,3 +46,15 @@ def san_state_dict(clip_sd: Dict[str, torch.Tensor], seed: int = 3) -> Dict[str,
     out[SAN_POSITIONAL_KEY] += 0.02 * torch.randn(out[SAN_POSITIONAL_KEY].shape, generator=g)
     out[SIDE_ADAPTER_KEY] = torch.randn(1, 10, 240, generator=g)
     return out
+
+
+def run_script(script: Path, args, capsys):
+    """``python <script> <args>`` in this process: (exit status, captured output)."""
+    argv = sys.argv
+    sys.argv = [str(script)] + [str(a) for a in args]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    return stop.value.code, capsys.readouterr()

@@ -1,7 +1,5 @@
 """pixelclip_san.merge and projects/SAN/merge_san.py on SAN state dicts of the recorded layout."""
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from tests.projects.san.san_fixture import (
     SAN_POSITIONAL_KEY,
     SIDE_ADAPTER_KEY,
     fine_tuned,
+    run_script,
     san_state_dict,
     tiny_clip_state_dict,
 )
@@ -97,17 +96,6 @@ def test_refuses_shape_mismatch(clips):
         merge_into_san(san, pixelclip)
 
 
-def _run_cli(args, capsys):
-    argv = sys.argv
-    sys.argv = [str(MERGE_SAN)] + [str(a) for a in args]
-    try:
-        with pytest.raises(SystemExit) as stop:
-            runpy.run_path(str(MERGE_SAN), run_name="__main__")
-    finally:
-        sys.argv = argv
-    return stop.value.code, capsys.readouterr()
-
-
 def test_command_line_merges_checks_and_reports(clips, tmp_path, capsys):
     original, pixelclip = clips
     export = tmp_path / "pixelclip_open_clip.pt"
@@ -116,7 +104,7 @@ def test_command_line_merges_checks_and_reports(clips, tmp_path, capsys):
     torch.save({"model": san, "iteration": 59999}, tmp_path / "san.pth")
     out = tmp_path / "san_pixelclip.pth"
     args = ["--pixelclip-clip", export, "--san-checkpoint", tmp_path / "san.pth", "--output", out]
-    code, printed = _run_cli(args, capsys)
+    code, printed = run_script(MERGE_SAN, args, capsys)
     assert code == 0, printed.err
     merged = torch.load(out, weights_only=True)
     assert merged["iteration"] == 59999
@@ -132,7 +120,7 @@ def test_command_line_refusal_writes_nothing(clips, tmp_path, capsys):
     original, _ = clips
     torch.save(fine_tuned(tiny_clip_state_dict(1)), tmp_path / "other.pt")
     torch.save({"model": san_state_dict(original)}, tmp_path / "san.pth")
-    code, printed = _run_cli(["--pixelclip-clip", tmp_path / "other.pt", "--san-checkpoint", tmp_path / "san.pth",
+    code, printed = run_script(MERGE_SAN, ["--pixelclip-clip", tmp_path / "other.pt", "--san-checkpoint", tmp_path / "san.pth",
                               "--output", tmp_path / "out.pth"], capsys)
     assert code == 1
     errors = [line for line in printed.err.splitlines() if line.startswith("[merge_san]")]  # libraries may warn too

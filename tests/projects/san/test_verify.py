@@ -1,7 +1,5 @@
 """pixelclip_san.verify (and projects/SAN/check_san.py on checkpoint files): every way a SAN model can
 fail to hold the export is named."""
-import runpy
-import sys
 from pathlib import Path
 
 import open_clip
@@ -11,7 +9,14 @@ import torch
 from pixelclip_san.errors import SanWeightsError
 from pixelclip_san.merge import merge_into_san
 from pixelclip_san.verify import check_san_holds
-from tests.projects.san.san_fixture import LAYOUT, SAN_POSITIONAL_KEY, fine_tuned, san_state_dict, tiny_clip_state_dict
+from tests.projects.san.san_fixture import (
+    LAYOUT,
+    SAN_POSITIONAL_KEY,
+    fine_tuned,
+    run_script,
+    san_state_dict,
+    tiny_clip_state_dict,
+)
 
 CHECK_SAN = Path(__file__).resolve().parents[3] / "projects" / "SAN" / "check_san.py"
 N_CLIP = len(LAYOUT["open_clip_state_dict"])
@@ -94,17 +99,6 @@ def test_not_a_san_state_dict(merged):
         check_san_holds({"backbone.x": torch.zeros(1)}, pixelclip)
 
 
-def _run_cli(args, capsys):
-    argv = sys.argv
-    sys.argv = [str(CHECK_SAN)] + [str(a) for a in args]
-    try:
-        with pytest.raises(SystemExit) as stop:
-            runpy.run_path(str(CHECK_SAN), run_name="__main__")
-    finally:
-        sys.argv = argv
-    return stop.value.code, capsys.readouterr()
-
-
 def test_command_line_on_checkpoint_files(merged, tmp_path, capsys):
     san, pixelclip, original = merged
     # a PixelCLIP Detectron2 checkpoint is read as well as the export
@@ -112,9 +106,9 @@ def test_command_line_on_checkpoint_files(merged, tmp_path, capsys):
     torch.save({"model": san}, tmp_path / "merged.pth")
     torch.save({"model": san_state_dict(original)}, tmp_path / "unmerged.pth")
     clip_arg = ["--pixelclip-clip", tmp_path / "pixelclip.pth"]
-    code, printed = _run_cli(clip_arg + ["--san-checkpoint", tmp_path / "merged.pth"], capsys)
+    code, printed = run_script(CHECK_SAN, clip_arg + ["--san-checkpoint", tmp_path / "merged.pth"], capsys)
     assert code == 0 and '"ok": true' in printed.out
-    code, printed = _run_cli(clip_arg + ["--san-checkpoint", tmp_path / "unmerged.pth"], capsys)
+    code, printed = run_script(CHECK_SAN, clip_arg + ["--san-checkpoint", tmp_path / "unmerged.pth"], capsys)
     assert code == 1
     assert "value differs: clip_rec_head.proj: max |export - SAN| =" in printed.out
     errors = [line for line in printed.err.splitlines() if line.startswith("[check_san]")]  # libraries may warn too
