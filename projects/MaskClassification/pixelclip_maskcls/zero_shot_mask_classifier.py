@@ -161,7 +161,7 @@ class ZeroShotMaskClassifier(nn.Module):
         check_choice("MODE", mode)
         check_choice("CROP_STYLE", crop_style)
         self.backbone = backbone
-        self.preprocess = ClipPreprocessor(pixel_mean, pixel_std, clip_resolution)
+        self.preprocess = ClipPreprocessor(pixel_mean, pixel_std, clip_resolution, image_format)  # BGR -> RGB
         self.clip_resolution = tuple(clip_resolution)
         self.mode = mode
         # a reference, not a submodule: the backbone owns the CLIP model (its one place in the state dict)
@@ -250,10 +250,6 @@ class ZeroShotMaskClassifier(nn.Module):
     def _output_size(x: Dict) -> Tuple[int, int]:
         return int(x.get("height", x["image"].shape[-2])), int(x.get("width", x["image"].shape[-1]))
 
-    def _clip_rgb(self, image: torch.Tensor) -> torch.Tensor:
-        """An input image (3×H×W, INPUT.FORMAT) in CLIP's RGB channel order."""
-        return image.flip(0) if self.image_format == "BGR" else image
-
     def _input_masks(self, x: Dict) -> torch.Tensor:
         if "masks" not in x:
             raise KeyError(
@@ -288,7 +284,7 @@ class ZeroShotMaskClassifier(nn.Module):
 
     def _crop_embeddings(self, x: Dict, masks: torch.Tensor) -> torch.Tensor:
         """Crop mode: N×C global CLIP embeddings of the masked crops (ZegFormer), N ≥ 1."""
-        image = self.preprocess.normalize(self._clip_rgb(x["image"]))
+        image = self.preprocess.normalize(x["image"])
         embeddings = []
         for start in range(0, masks.shape[0], self.crop_batch):
             crops = crop_masked_regions(image, masks[start:start + self.crop_batch], self.crop_size, self.crop_style)
@@ -329,7 +325,7 @@ class ZeroShotMaskClassifier(nn.Module):
         need_dense |= self.fill_uncovered and any(m.shape[0] == 0 or not bool(m.any(0).all()) for m in all_masks)
         dense = None
         if need_dense:
-            dense = self.backbone(self.preprocess.batch([self._clip_rgb(x["image"]) for x in batched_inputs]))["clip_dense"]
+            dense = self.backbone(self.preprocess.batch([x["image"] for x in batched_inputs]))["clip_dense"]
 
         results = []
         for i, (x, masks) in enumerate(zip(batched_inputs, all_masks)):
