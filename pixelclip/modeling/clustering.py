@@ -10,8 +10,8 @@ from typing import List, Tuple
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
+from ..data.mappers.mask_resolution import reduce_masks
 from .pooling import pool_upsampled_features
 from .scoring import cosine_logits
 
@@ -48,28 +48,12 @@ def sinkhorn(logits: torch.Tensor, num_iters: int = 3) -> torch.Tensor:
     return q.t().float()
 
 
-def _nearest_index(in_size: int, out_size: int, device) -> torch.Tensor:
-    """Source index of each output position of PyTorch's ``nearest`` resizing (its own kernel, on the
-    integers 0..in_size-1, so the rounding is the kernel's)."""
-    ramp = torch.arange(in_size, dtype=torch.float32, device=device).view(1, 1, -1)
-    return F.interpolate(ramp, size=out_size, mode="nearest")[0, 0].long()
-
-
-def _resize_nearest(masks: torch.Tensor, size: int) -> torch.Tensor:
-    """N×H×W masks -> N×size×size bool, as ``F.interpolate(masks[None].float(), (size, size), mode="nearest")``
-    but by picking rows and columns of the bool masks (no float copy of N×H×W)."""
-    rows = _nearest_index(masks.shape[-2], size, masks.device)
-    cols = _nearest_index(masks.shape[-1], size, masks.device)
-    return masks.bool()[:, rows][:, :, cols]
-
-
 def resize_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
     """N×H×W bool masks -> M×size×size (nearest), dropping masks with ≤1 pixel left (the release's filter);
     the others stay in their order. (MAX_MASKS is applied once, by the training mapper.)"""
     if masks.numel() == 0:
         return masks.new_zeros((0, size, size), dtype=torch.bool)
-    same = tuple(masks.shape[-2:]) == (size, size)  # already at the mask resolution (the mapper's reduction)
-    small = masks.bool() if same else _resize_nearest(masks, size)
+    small = reduce_masks(masks, size)  # masks the loader already reduced are taken as they are
     area = small.flatten(1).sum(1)
     return small[area > 1]
 

@@ -15,21 +15,22 @@ from detectron2.structures import BitMasks
 __all__ = ["MaskResolutionMapper", "nearest_indices", "reduce_masks"]
 
 
-def nearest_indices(in_size: int, out_size: int) -> torch.Tensor:
+def nearest_indices(in_size: int, out_size: int, device=None) -> torch.Tensor:
     """Source index of each of ``out_size`` positions under ``F.interpolate(..., mode="nearest")`` from
     ``in_size`` positions: PyTorch's own kernel applied to the integers 0..in_size-1 (so its rounding)."""
-    ramp = torch.arange(in_size, dtype=torch.float32).view(1, 1, -1)
+    ramp = torch.arange(in_size, dtype=torch.float32, device=device).view(1, 1, -1)
     return F.interpolate(ramp, size=out_size, mode="nearest")[0, 0].long()
 
 
 def reduce_masks(masks: torch.Tensor, size: int) -> torch.Tensor:
     """N×H×W masks -> N×size×size bool, equal to ``F.interpolate(masks[None].float(), (size, size),
-    mode="nearest")[0] > 0.5`` (what the model does), by picking rows and columns (no float copy)."""
+    mode="nearest")[0] > 0.5``, by picking rows and columns where the masks are (no float copy of N×H×W).
+    The model's :func:`pixelclip.modeling.clustering.resize_masks` resizes with it too."""
     masks = masks.bool()
     if tuple(masks.shape[-2:]) == (size, size):
         return masks
-    rows = nearest_indices(masks.shape[-2], size)
-    cols = nearest_indices(masks.shape[-1], size)
+    rows = nearest_indices(masks.shape[-2], size, masks.device)
+    cols = nearest_indices(masks.shape[-1], size, masks.device)
     return masks[:, rows][:, :, cols].contiguous()
 
 
