@@ -12,6 +12,7 @@ from pixelclip.clip.build import build_clip_model
 from pixelclip.clip import MODEL_CONFIG_DIR
 from pixelclip.clip.text import TextEncoder, VocabularyClassifier
 from pixelclip.clip.text_cache import text_tower_fingerprint
+from tests.clip.test_text_cache import _count_texts
 from tests.conftest import make_tiny_cfg
 
 CLASSES = ["sky", "grass, lawn", "dog"]
@@ -33,14 +34,6 @@ def _classifier(model, tokenizer, cache_dir):
     return clf
 
 
-def _encoded(clf):
-    """Counts the texts the classifier's text encoder encodes."""
-    seen = []
-    forward = clf.text_encoder.forward
-    clf.text_encoder.forward = lambda tokens: seen.append(len(tokens)) or forward(tokens)
-    return seen
-
-
 @pytest.mark.parametrize("change", [{"heads": 4}, {"quick_gelu": True}, {"no_causal_mask": True}, {"layers": 3}],
                          ids=["heads", "activation", "causal_mask", "layers"])
 def test_a_tower_of_another_structure_with_the_same_weights_does_not_share_an_entry(tmp_path, change):
@@ -53,7 +46,7 @@ def test_a_tower_of_another_structure_with_the_same_weights_does_not_share_an_en
     base = _classifier(base_model, tokenizer, tmp_path)
     base(CLASSES)
     other = _classifier(other_model, tokenizer, tmp_path)
-    encoded = _encoded(other)
+    encoded = _count_texts(other)
     from_other = other(CLASSES)
     assert sum(encoded) == len(CLASSES) + 1  # "grass, lawn" is two texts: encoded, not read from base's file
     fresh = _classifier(other_model, tokenizer, None)(CLASSES)  # no disk cache
@@ -78,7 +71,7 @@ def test_changed_weights_and_clear_give_fresh_embeddings_not_the_old_file(tmp_pa
     fresh = _classifier(model, tokenizer, None)(CLASSES)
     assert torch.equal(new, fresh) and (new - old).abs().max() > 1e-3
     clf.clear_cache()
-    encoded = _encoded(clf)
+    encoded = _count_texts(clf)
     assert torch.equal(clf(CLASSES), fresh) and not encoded  # the new weights' own file
     assert len(list(tmp_path.iterdir())) == 2
 
