@@ -22,8 +22,9 @@ text numbers depend on the (replicated) prompts only. One host sync per step.
 from typing import Dict, List, Optional
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
+
+from .clustering import all_reduce_sum
 
 __all__ = ["batch_sums", "blind_bce", "cluster_stats", "current_storage", "log_cluster_stats", "stats_from_sums"]
 
@@ -67,16 +68,8 @@ def cluster_stats(assignment: torch.Tensor, num_clusters: int, prompt_embeddings
         counts = torch.bincount(assignment, minlength=num_clusters)
         out["clusters_used"] = float((counts > 0).sum())
         out["largest_cluster_share"] = float(counts.max()) / float(assignment.numel())
-    p = F.normalize(prompt_embeddings.detach().float(), dim=-1)
-    k = p.shape[0]
-    if k > 1:
-        sim = p @ p.t()
-        out["prompt_cosine"] = float((sim.sum() - sim.diagonal().sum()) / (k * (k - 1)))
-    if class_embeddings is not None and len(class_embeddings):
-        sim = p @ F.normalize(class_embeddings.float().to(p.device), dim=-1).t()  # K×V
-        best, nearest = sim.max(dim=1)
-        out["text_alignment"] = float(best.mean())
-        out["classes_nearest"] = float(nearest.unique().numel())
+    names, values = _prompt_geometry(prompt_embeddings, class_embeddings)
+    out.update(zip(names, values.tolist()))
     return out
 
 
@@ -128,12 +121,6 @@ def stats_from_sums(sums: torch.Tensor, num_clusters: int) -> Dict[str, float]:
     return out
 
 
-def _all_reduce(t: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t)
-    return t
-
-
 def log_cluster_stats(masks: List[torch.Tensor], assignment: torch.Tensor, targets: torch.Tensor,
                       valid: torch.Tensor, prompt_embeddings: torch.Tensor,
                       class_embeddings: Optional[torch.Tensor] = None) -> None:
@@ -144,7 +131,7 @@ def log_cluster_stats(masks: List[torch.Tensor], assignment: torch.Tensor, targe
     if storage is None:
         return
     k = targets.shape[1]
-    sums = _all_reduce(batch_sums(masks, assignment, targets, valid))
+    sums = all_reduce_sum(batch_sums(masks, assignment, targets, valid))
     names, geometry = _prompt_geometry(prompt_embeddings, class_embeddings)  # the same on every process
     values = torch.cat([sums, geometry.to(sums)]).cpu()  # the step's one host sync
     stats = stats_from_sums(values[:len(sums)], k)

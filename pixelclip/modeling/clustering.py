@@ -16,7 +16,8 @@ from .pooling import pool_upsampled_features
 from .scoring import cosine_logits
 
 
-def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed in place over the processes of a distributed run (unchanged in a single process)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(t)
     return t
@@ -36,11 +37,11 @@ def sinkhorn(logits: torch.Tensor, num_iters: int = 3) -> torch.Tensor:
     num_clusters = logits.shape[1]
     # float64: with ε = 100 the softmax spans e^±200, which underflows float32
     q = torch.softmax(logits.double(), dim=1).t()  # K×N
-    n_total = _all_reduce_sum(torch.full((), float(q.shape[1]), dtype=torch.float64, device=q.device))
+    n_total = all_reduce_sum(torch.full((), float(q.shape[1]), dtype=torch.float64, device=q.device))
     # no host sync on n_total: when it is 0 every process has N = 0 and q is empty (K×0) throughout
-    q /= _all_reduce_sum(q.sum()).clamp_min(1e-300)
+    q /= all_reduce_sum(q.sum()).clamp_min(1e-300)
     for _ in range(num_iters):
-        q /= _all_reduce_sum(q.sum(dim=1, keepdim=True)).clamp_min(1e-300)  # each cluster: mass 1/K
+        q /= all_reduce_sum(q.sum(dim=1, keepdim=True)).clamp_min(1e-300)  # each cluster: mass 1/K
         q /= num_clusters
         q /= q.sum(dim=0, keepdim=True).clamp_min(1e-300)  # each mask: mass 1/N
         q /= n_total
