@@ -1,6 +1,8 @@
 """The Detectron2 trainer of PixelCLIP: D2's DefaultTrainer with PixelCLIP's builders."""
+import gc
 import logging
 import os
+import traceback
 import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -27,6 +29,16 @@ from .solver import build_optimizer
 from .utils.cli import debug_enabled
 
 logger = logging.getLogger(__name__)
+
+
+def _release_loader(error: BaseException) -> None:
+    """Free the failed dataset's loader now. The error's traceback holds the frames that hold the
+    loader's iterator (in a reference cycle); left to the garbage collector, the iterator may be
+    collected inside a worker forked for the next dataset, where shutting its workers down fails
+    ("can only test a child process")."""
+    traceback.clear_frames(error.__traceback__)
+    error.__traceback__ = None
+    gc.collect()
 
 
 class _UserErrorsInOneLine(logging.Filter):
@@ -205,6 +217,7 @@ class Trainer(DefaultTrainer):
                     raise
                 failures[name] = one_line(e)
                 logger.error("%s was not evaluated: %s", name, failures[name])
+                _release_loader(e)
         if comm.is_main_process() and any(results.values()):
             from .evaluation import write_summary
 

@@ -128,3 +128,42 @@ def test_amp_precision_and_masks_at_the_mask_resolution_from_the_loader(tmp_path
         check_amp(cfg)
     fp16 = Trainer(_training_cfg(tmp_path / "b", **{"SOLVER.AMP.ENABLED": True}))
     assert fp16._trainer.precision == torch.float16  # the default: D2's, with its loss scaler
+
+
+def test_a_failed_dataset_shuts_its_loader_workers_down_before_the_next_dataset(tmp_path):
+    """The failed loader's iterator is freed when its dataset fails, not by a later garbage
+    collection that may run inside a worker forked for the next dataset (seen in CI as
+    "AssertionError: can only test a child process" printed by the iterator's __del__)."""
+    import gc
+
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    ade = make_ade20k_150_miniature(tmp_path)
+    data = ade.image_files[1].read_bytes()
+    ade.image_files[1].write_bytes(data[: len(data) * 85 // 100])  # decoding fails in the worker
+    names = [ade.register(f"test_tr_ade_{uuid.uuid4().hex[:8]}"),
+             make_voc_20_miniature(tmp_path).register(f"test_tr_voc_{uuid.uuid4().hex[:8]}")]
+    cfg = make_tiny_cfg()
+    cfg.DATASETS.TEST = tuple(names)
+    cfg.DATALOADER.NUM_WORKERS = 1
+    cfg.INPUT.MIN_SIZE_TEST = 64
+    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    model = build_model(cfg).eval()
+    live_iterators = []
+    original = Trainer._test_one.__func__
+
+    def test_one(cls, cfg, model, net, name, evaluator):
+        # the iterators alive when each dataset starts, seen without a garbage collection
+        live_iterators.append(sum(isinstance(o, _MultiProcessingDataLoaderIter) for o in gc.get_objects()))
+        return original(cls, cfg, model, net, name, evaluator)
+
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Trainer, "_test_one", classmethod(test_one))
+            with pytest.raises(EvaluationError, match=f"cannot decode test image {ade.image_files[1]}"):
+                Trainer.test(cfg, model)
+    finally:
+        gc.enable()
+    assert live_iterators == [0, 0]
