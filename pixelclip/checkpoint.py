@@ -16,6 +16,10 @@ with three changes:
 * a checkpoint of the authors' release (``sem_seg_head.predictor.clip_model.*``) is converted on
   the fly with :func:`pixelclip.export.convert_release_state_dict` (the conversion
   ``tools/export_clip.py import-release`` writes to disk), and then checked the same way.
+* a ``.pkl`` file (Detectron2 / Caffe2 model-zoo format) is first read with an unpickler that
+  admits only numpy arrays and plain containers (:func:`check_pickle_is_plain`); D2 itself calls
+  ``pickle.load``, which runs whatever code a crafted file names. ``.pth`` files are read by
+  ``torch.load``, whose default (``weights_only``) is already restricted.
 * ``save`` writes atomically (:func:`pixelclip.utils.io.atomic_write`): a full disk or a killed
   job leaves the previous checkpoint and ``last_checkpoint`` as they were, never a truncated
   ``model_000XXXX.pth``; the temporary file a ``kill -9`` leaves is removed when the next run's
@@ -23,6 +27,7 @@ with three changes:
 """
 import logging
 import os
+import pickle
 import re
 from collections import defaultdict
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -36,13 +41,44 @@ from .utils.io import atomic_write, remove_stale_temp_files
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PixelCLIPCheckpointer", "build_checkpointer", "load_report", "describe_keys", "drop_text_tower_copies"]
+__all__ = ["PixelCLIPCheckpointer", "build_checkpointer", "check_pickle_is_plain", "load_report", "describe_keys", "drop_text_tower_copies"]
 
 _IMAGE_ENCODER = re.compile(r"(^|\.)clip_model\.visual\.")
 # where the older layout stored copies of the text tower (the modules that now only reference it)
 _TEXT_TOWER_COPY = re.compile(r"^(module\.)?(.*\.)?text_encoder\.")
 _FEW = 3  # names quoted per list in a message
 ALLOW_PARTIAL_KEY = "MODEL.PIXELCLIP.ALLOW_PARTIAL_WEIGHTS"
+
+
+# what a model-zoo .pkl holds: dicts / lists of numpy arrays, numbers and strings
+_PLAIN_PICKLE_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # pickle protocol 5
+    ("_codecs", "encode"),  # how protocol-2 pickles of Python 3 store bytes
+}
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _PLAIN_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a weights file has no use for")
+        return super().find_class(module, name)
+
+
+def check_pickle_is_plain(filename: str) -> None:
+    """Raise :class:`CheckpointError` unless ``filename`` unpickles to numpy arrays and plain
+    containers only (nothing in it is called but numpy's array and dtype constructors)."""
+    try:
+        with open(filename, "rb") as f:
+            _PlainUnpickler(f, encoding="latin1").load()
+    except Exception as e:  # forbidden global, truncated or not a pickle at all
+        raise CheckpointError(
+            f"refusing to read {filename}: {' '.join(str(e).split())[:200]} ({type(e).__name__})",
+            "a .pkl checkpoint must hold only numpy arrays (Detectron2 model-zoo format); give a .pth "
+            "checkpoint, or convert the file yourself if you trust where it came from") from None
 
 
 def describe_keys(keys: Sequence[str], noun: str = "keys", few: int = _FEW) -> str:
@@ -144,6 +180,8 @@ class PixelCLIPCheckpointer(DetectionCheckpointer):
             self._path = None
 
     def _load_file(self, filename: str):
+        if filename.endswith(".pkl"):  # before D2's pickle.load runs anything
+            check_pickle_is_plain(filename)
         try:
             loaded = super()._load_file(filename)
         except CheckpointError:

@@ -141,6 +141,47 @@ def test_truncated_or_missing_file(tmp_path):
         PixelCLIPCheckpointer(model).load(str(tmp_path / "nope.pth"))
 
 
+class _RunsCode:
+    """What a crafted pickle does: unpickling calls ``exec`` on its payload."""
+
+    def __init__(self, payload: str):
+        self.payload = payload
+
+    def __reduce__(self):
+        return exec, (self.payload,)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_model_zoo_pkl_of_numpy_arrays_loads(tmp_path, protocol):
+    """Detectron2's model-zoo format: {"model": {name: ndarray}, "__author__": ...}, as D2 reads it."""
+    import pickle
+
+    model = _model(seed=1)
+    state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    path = tmp_path / "zoo.pkl"
+    path.write_bytes(pickle.dumps({"model": state, "__author__": "someone"}, protocol=protocol))
+    target = _model(seed=2)
+    PixelCLIPCheckpointer(target).load(str(path))
+    for key, value in target.state_dict().items():
+        assert torch.equal(value, torch.from_numpy(state[key])), key
+
+
+def test_a_pkl_that_would_run_code_is_refused_before_anything_runs(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "model_final.pkl"
+    state = {"model": {"w": _RunsCode(f"open({str(marker)!r}, 'w').close()")}, "__author__": "x"}
+    path.write_bytes(pickle.dumps(state, protocol=2))
+    with pytest.raises(CheckpointError, match=rf"refusing to read {path}: it names (__builtin__|builtins).exec, which a "
+                       r"weights file has no use for .*a .pkl checkpoint must hold only numpy arrays"):
+        PixelCLIPCheckpointer(_model()).load(str(path))
+    assert not marker.exists()
+    path.write_bytes(b"not a pickle")
+    with pytest.raises(CheckpointError, match=rf"refusing to read {path}"):
+        PixelCLIPCheckpointer(_model()).load(str(path))
+
+
 def _golden_model(tmp_path, golden):
     """A PixelCLIP model with the golden release model's architecture (fixtures/README.md)."""
     config = golden["config"]

@@ -165,7 +165,7 @@ def pretrain_synthetic_clip(cfg: PretrainConfig, output_path: str) -> Dict[str, 
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     start, losses = 0, []
     if os.path.isfile(state_path):
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
         if state.get("config") == _config_dict(cfg):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])

@@ -76,13 +76,16 @@ def main(argv=None) -> int:
                         help="accept tensors equal to the export rounded to fp16 (SAN built through open_clip's "
                              "'openai' path from the OpenAI-layout export, step 2a, option 2)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="SAN config overrides KEY VALUE ...")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="read checkpoints that hold Python objects besides tensors by unpickling them in full "
+                             "(runs code a crafted file names: only for files whose origin you trust)")
     args = parser.parse_args(argv)
     activation = None if args.activation.lower() == "none" else args.activation
     try:
-        clip_sd = read_clip_state_dict(args.pixelclip_clip)
+        clip_sd = read_clip_state_dict(args.pixelclip_clip, args.trust_pickle)
         if args.san_checkpoint:
             where, model = args.san_checkpoint, None
-            _, san_sd = read_san_checkpoint(args.san_checkpoint)
+            _, san_sd = read_san_checkpoint(args.san_checkpoint, args.trust_pickle)
         else:
             model, cfg = build_and_load_san(args.config_file, args.opts, args.san_root)
             where = f"SAN built from {args.config_file} with MODEL.WEIGHTS '{cfg.MODEL.WEIGHTS}'"

@@ -27,11 +27,11 @@ from pixelclip_san.verify import POSITIONAL_CHOICES, check_san_holds  # noqa: E4
 
 
 def merge(args) -> dict:
-    clip_sd = read_clip_state_dict(args.pixelclip_clip)
-    container, san_sd = read_san_checkpoint(args.san_checkpoint)
+    clip_sd = read_clip_state_dict(args.pixelclip_clip, args.trust_pickle)
+    container, san_sd = read_san_checkpoint(args.san_checkpoint, args.trust_pickle)
     report = merge_into_san(san_sd, clip_sd, args.positional_embedding, args.allow_other_text)
     write_file(container, args.output)
-    _, written = read_san_checkpoint(args.output)
+    _, written = read_san_checkpoint(args.output, args.trust_pickle)
     check = check_san_holds(written, clip_sd, args.positional_embedding, text=not args.allow_other_text)
     check.raise_if_bad(args.output)
     summary = {"output": args.output, "san_checkpoint": args.san_checkpoint, "pixelclip_clip": args.pixelclip_clip,
@@ -54,6 +54,9 @@ def main(argv=None) -> int:
                              "(default: SAN's, which SAN trained)")
     parser.add_argument("--allow-other-text", action="store_true",
                         help="merge even when the text towers differ (the SAN checkpoint was trained on another CLIP)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="read checkpoints that hold Python objects besides tensors by unpickling them in full "
+                             "(runs code a crafted file names: only for files whose origin you trust)")
     args = parser.parse_args(argv)
     try:
         summary = merge(args)

@@ -13,18 +13,25 @@ PIXELCLIP_CLIP_PREFIX = "backbone.clip_model."
 OPENAI_SCALARS = ("input_resolution", "context_length", "vocab_size")
 
 
-def read_file(path: str) -> object:
-    """The object stored in a torch checkpoint file (tensors only first; a Detectron2 training
-    checkpoint with trainer state falls back to a full unpickle, so trust the file)."""
+def read_file(path: str, trust_pickle: bool = False) -> object:
+    """The object stored in a torch checkpoint file, read with ``weights_only`` (tensors and plain
+    containers). A file that holds other objects is refused unless ``trust_pickle``: unpickling it
+    in full runs whatever code it names."""
     if not os.path.isfile(path):
         raise SanWeightsError(f"checkpoint file not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise SanWeightsError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+    except Exception as e:
+        restricted = e
+    if not trust_pickle:
+        raise SanWeightsError(
+            f"{path} cannot be read as weights only ({type(restricted).__name__}: "
+            f"{' '.join(str(restricted).split())[:200]}); if it is truncated, write it again; if it holds other "
+            "Python objects and you trust where it came from, add --trust-pickle")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise SanWeightsError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
 
 
 def model_dict(container: object, path: str) -> Dict[str, torch.Tensor]:
@@ -38,11 +45,11 @@ def model_dict(container: object, path: str) -> Dict[str, torch.Tensor]:
     raise SanWeightsError(f"{path} does not hold a state dict (found {type(container).__name__})")
 
 
-def read_clip_state_dict(path: str) -> Dict[str, torch.Tensor]:
+def read_clip_state_dict(path: str, trust_pickle: bool = False) -> Dict[str, torch.Tensor]:
     """An open_clip ``CLIP`` state dict (``visual.*`` and the text tower) from any of: the open_clip
     export (``tools/export_clip.py open-clip``), the OpenAI-layout export (``... openai``; its three
     scalar entries dropped), or a PixelCLIP Detectron2 checkpoint (``backbone.clip_model.*``)."""
-    sd = model_dict(read_file(path), path)
+    sd = model_dict(read_file(path, trust_pickle), path)
     sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
@@ -57,10 +64,10 @@ def read_clip_state_dict(path: str) -> Dict[str, torch.Tensor]:
     return sd
 
 
-def read_san_checkpoint(path: str) -> Tuple[object, Dict[str, torch.Tensor]]:
+def read_san_checkpoint(path: str, trust_pickle: bool = False) -> Tuple[object, Dict[str, torch.Tensor]]:
     """``(container, state dict)`` of a SAN checkpoint (Detectron2's ``{"model": ...}`` or a plain dict);
     the state dict is the container's own, so a merge edits it in place."""
-    container = read_file(path)
+    container = read_file(path, trust_pickle)
     return container, model_dict(container, path)
 
 

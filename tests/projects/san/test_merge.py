@@ -126,3 +126,40 @@ def test_command_line_refusal_writes_nothing(clips, tmp_path, capsys):
     errors = [line for line in printed.err.splitlines() if line.startswith("[merge_san]")]  # libraries may warn too
     assert len(errors) == 1 and errors[0].startswith("[merge_san] refusing to merge: the text towers differ")
     assert not (tmp_path / "out.pth").exists()
+
+
+class _RunsCode:
+    """What a crafted pickle does: unpickling calls ``exec`` on its payload."""
+
+    def __init__(self, payload: str):
+        self.payload = payload
+
+    def __reduce__(self):
+        return exec, (self.payload,)
+
+
+def test_a_checkpoint_with_python_objects_is_read_only_when_trusted(clips, tmp_path, capsys):
+    import argparse
+
+    original, pixelclip = clips
+    torch.save(pixelclip, tmp_path / "export.pt")
+    marker = tmp_path / "ran"
+    torch.save({"model": san_state_dict(original), "hook": _RunsCode(f"open({str(marker)!r}, 'w').close()")},
+               tmp_path / "crafted.pth")
+    args = ["--pixelclip-clip", tmp_path / "export.pt", "--output", tmp_path / "out.pth", "--san-checkpoint"]
+    code, printed = run_script(MERGE_SAN, args + [tmp_path / "crafted.pth"], capsys)
+    errors = [line for line in printed.err.splitlines() if line.startswith("[merge_san]")]
+    assert code == 1 and len(errors) == 1, printed.err
+    assert errors[0].startswith(f"[merge_san] {tmp_path / 'crafted.pth'} cannot be read as weights only (")
+    assert errors[0].endswith("if it holds other Python objects and you trust where it came from, add --trust-pickle")
+    assert not marker.exists() and not (tmp_path / "out.pth").exists()
+
+    # a harmless object beside the weights (an argparse Namespace of training arguments): read when trusted
+    torch.save({"model": san_state_dict(original), "args": argparse.Namespace(lr=1e-4)}, tmp_path / "san.pth")
+    code, printed = run_script(MERGE_SAN, args + [tmp_path / "san.pth"], capsys)
+    assert code == 1 and "add --trust-pickle" in printed.err
+    code, printed = run_script(MERGE_SAN, args + [tmp_path / "san.pth", "--trust-pickle"], capsys)
+    assert code == 0, printed.err
+    merged = torch.load(tmp_path / "out.pth", weights_only=False)
+    assert merged["args"].lr == 1e-4
+    assert torch.equal(merged["model"]["clip_rec_head.proj"], pixelclip["visual.proj"])
