@@ -34,7 +34,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from pixelclip.data.mask_io import (
-    TEMP_MARKER,
     MaskFileError,
     decode_masks,
     encode_masks,
@@ -42,7 +41,7 @@ from pixelclip.data.mask_io import (
     write_mask_file,
 )
 from pixelclip.utils.files import IMAGE_EXTENSIONS, list_files
-from pixelclip.utils.io import atomic_write
+from pixelclip.utils.io import atomic_write, remove_stale_temp_files
 
 logger = logging.getLogger("pixelclip.datasets.prepare_sa1b")
 
@@ -141,7 +140,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if not found:
         p.error(f"expected SA-1B images (sa_*.jpg with sa_*.json beside them) at {args.input}"
                 + (f" in the folders listed by {args.tars}" if args.tars else ""))
-    stale = _remove_temp_files(args.output)
+    stale = len(remove_stale_temp_files(args.output, recursive=True))
     if stale:
         logger.info(f"Removed {stale} temp files left by an interrupted run")
     images = [rel for rel in found if args.overwrite or not os.path.exists(
@@ -183,16 +182,6 @@ def _in_tars(found: List[str], list_file: str, root: str) -> List[str]:
         logger.warning(f"{len(missing)} of the {len(tars)} tars listed in {list_file} are not extracted under "
                        f"{root}: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
     return kept
-
-
-def _remove_temp_files(root: str) -> int:
-    removed = 0
-    for folder, _, files in os.walk(root):
-        for name in files:
-            if TEMP_MARKER in name:
-                os.remove(os.path.join(folder, name))
-                removed += 1
-    return removed
 
 
 class _Serial:

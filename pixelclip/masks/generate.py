@@ -20,7 +20,6 @@ from pycocotools import mask as mask_util
 from tqdm import tqdm
 
 from ..data.mask_io import (
-    TEMP_MARKER,
     MaskFileError,
     encode_masks,
     read_mask_file,
@@ -28,7 +27,7 @@ from ..data.mask_io import (
     write_mask_file,
 )
 from ..utils.files import IMAGE_EXTENSIONS, MASK_SUFFIX, list_files
-from ..utils.io import atomic_write
+from ..utils.io import atomic_write, remove_stale_temp_files
 
 __all__ = [
     "Masker",
@@ -69,23 +68,6 @@ def select_shard(rel_paths: Sequence[str], shard: int, num_shards: int) -> List[
 
 def mask_path_for(mask_root: str, rel_image: str) -> str:
     return os.path.join(mask_root, os.path.splitext(rel_image)[0] + MASK_SUFFIX)
-
-
-def _remove_stale_temp_files(mask_root: str, targets: Mapping[str, str]) -> int:
-    """Delete temp files left by a killed run for this shard's targets (other shards' in-flight
-    temp files are left alone)."""
-    if not os.path.isdir(mask_root):
-        return 0
-    wanted = set(targets.values())
-    removed = 0
-    for folder, _, files in os.walk(mask_root):
-        for name in files:
-            if TEMP_MARKER in name:
-                full = os.path.join(folder, name)
-                if full.split(TEMP_MARKER)[0] in wanted:
-                    os.remove(full)
-                    removed += 1
-    return removed
 
 
 def _is_done(path: str, verify: bool) -> bool:
@@ -141,7 +123,7 @@ def generate_masks(
     images = select_shard(list_files(image_root, IMAGE_EXTENSIONS), shard, num_shards)
     targets = {rel: mask_path_for(mask_root, rel) for rel in images}
     os.makedirs(mask_root, exist_ok=True)
-    removed = _remove_stale_temp_files(mask_root, targets)
+    removed = len(remove_stale_temp_files(mask_root, recursive=True, owned_targets=targets.values()))
     if removed:
         logger.info(f"Removed {removed} temp files left by an interrupted run")
     todo = [rel for rel in images if not _is_done(targets[rel], verify_existing)]

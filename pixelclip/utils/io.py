@@ -7,15 +7,15 @@ folder is fsync'ed too where the platform allows, so the rename survives a crash
 left as it was.
 
 A process killed while writing (``kill -9``, a node failure) cannot remove its temporary file;
-:func:`remove_stale_temp_files` removes such leftovers of a folder (the checkpointer calls it when
-it starts and before each save).
+:func:`remove_stale_temp_files` removes such leftovers (the checkpointer when it starts and before
+each save, the mask generation and the SA-1B preparation when they start).
 """
 import logging
 import os
 import re
 import time
 import uuid
-from typing import BinaryIO, Callable, List, Optional, Union
+from typing import BinaryIO, Callable, Iterable, Iterator, List, Optional, Union
 
 __all__ = ["TEMP_MARKER", "atomic_write", "temp_path_for", "remove_stale_temp_files"]
 
@@ -34,7 +34,7 @@ def temp_path_for(path: PathLike) -> str:
 
 
 # the names temp_path_for makes: <target>.tmp-<pid>-<8 hex digits>
-_TEMP_NAME = re.compile(r"^.+" + re.escape(TEMP_MARKER) + r"(?P<pid>\d+)-[0-9a-f]{8}$")
+_TEMP_NAME = re.compile(r"^.+(?P<suffix>" + re.escape(TEMP_MARKER) + r"(?P<pid>\d+)-[0-9a-f]{8})$")
 _STARTED = time.time()  # when this process imported the module: no file of ours is older
 
 
@@ -48,24 +48,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temp_files(folder: PathLike) -> List[str]:
-    """Remove the temporary files of :func:`atomic_write` in ``folder`` (not below it) that an
-    interrupted write left: names of the ``<target>.tmp-<pid>-<token>`` pattern, last modified
-    before this process started, whose writing process is not running (on this machine). A write
-    in progress in another process is left alone. Returns the paths removed."""
+def remove_stale_temp_files(folder: PathLike, *, recursive: bool = False,
+                            owned_targets: Optional[Iterable[PathLike]] = None) -> List[str]:
+    """Remove the temporary files of :func:`atomic_write` (``<target>.tmp-<pid>-<token>``) that an
+    interrupted write left in ``folder`` (and below it if ``recursive``). Returns the paths removed.
+
+    Without ``owned_targets``, a temporary file is removed when it is older than this process and
+    its writing process is not running (on this machine): a write in progress elsewhere in this
+    machine is left alone (the checkpointer, the SA-1B preparation).
+    With ``owned_targets`` (the files the caller alone writes, e.g. one shard of a mask generation
+    whose other shards may run on other machines), exactly the temporary files of those targets
+    are removed, whoever wrote them."""
+    owned = None if owned_targets is None else {os.path.abspath(t) for t in owned_targets}
     removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:  # no folder yet
-        return removed
-    for entry in entries:
+    for entry in _walk_files(folder, recursive):
         match = _TEMP_NAME.match(entry.name)
-        if not match or not entry.is_file(follow_symlinks=False):
+        if not match:
             continue
-        pid = int(match.group("pid"))
         try:
-            if entry.stat(follow_symlinks=False).st_mtime >= _STARTED or pid == os.getpid() or _pid_alive(pid):
-                continue
+            if owned is not None:
+                if os.path.abspath(entry.path)[: -len(match.group("suffix"))] not in owned:
+                    continue
+            else:
+                pid = int(match.group("pid"))
+                if entry.stat(follow_symlinks=False).st_mtime >= _STARTED or pid == os.getpid() or _pid_alive(pid):
+                    continue
             os.remove(entry.path)
         except FileNotFoundError:  # removed meanwhile (another rank, the writer)
             continue
@@ -75,6 +82,19 @@ def remove_stale_temp_files(folder: PathLike) -> List[str]:
         removed.append(entry.path)
         logger.info("removed %s: a temporary file left by an interrupted write", entry.path)
     return removed
+
+
+def _walk_files(folder: PathLike, recursive: bool) -> Iterator[os.DirEntry]:
+    """The regular files of ``folder`` (and of its subfolders if ``recursive``); none if it does not exist."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder (yet)
+        return
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False):
+            yield entry
+        elif recursive and entry.is_dir(follow_symlinks=False):
+            yield from _walk_files(entry.path, recursive)
 
 
 def _fsync_dir(folder: str) -> None:

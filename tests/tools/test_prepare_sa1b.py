@@ -74,6 +74,29 @@ def test_resizes_images_and_masks_together_and_resumes(tmp_path):
     assert json.loads((out / "prepare_sa1b_summary.json").read_text())["prepared"] == 1
 
 
+def test_a_killed_run_leaves_no_temporary_file_after_the_next_run(tmp_path):
+    """A worker killed mid-write leaves '<target>.tmp-<pid>-<token>'; the next run removes it (its writer is
+    gone) and writes the target."""
+    import os
+    import subprocess
+
+    from pixelclip.utils.io import TEMP_MARKER
+
+    script = _load_script()
+    raw, out = tmp_path / "raw", tmp_path / "sa1b"
+    _raw_sa1b(raw, n=1)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a pid that no longer runs
+    left = out / "images" / "sa_000000" / f"sa_0.jpg{TEMP_MARKER}{child.pid}-0123abcd"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"\xff\xd8")
+    old = os.stat(tmp_path).st_mtime - 3600
+    os.utime(left, (old, old))
+    summary = script.main(["--input", str(raw), "--output", str(out), "--short-side", "30", "--no-progress"])
+    assert summary["prepared"] == 1 and not left.exists()
+    assert [p.name for p in (out / "images" / "sa_000000").iterdir()] == ["sa_0.jpg"]
+
+
 def test_small_images_are_kept_as_they_are(tmp_path):
     script = _load_script()
     _raw_sa1b(tmp_path / "raw", n=1)

@@ -86,3 +86,28 @@ def test_stale_temporaries_of_a_killed_write_are_removed_and_nothing_else(tmp_pa
     assert remove_stale_temp_files(tmp_path) == [str(stale)]
     assert not stale.exists() and all(path.exists() for path in kept.values())
     assert remove_stale_temp_files(tmp_path / "missing") == []
+
+
+def test_stale_temporaries_below_a_folder_and_of_owned_targets(tmp_path):
+    """recursive: subfolders too, same rule. owned_targets: exactly those targets' temporaries, even of a
+    live writer (another machine's pid means nothing here), and no other target's."""
+    from pixelclip.utils.io import remove_stale_temp_files
+
+    old = os.stat(tmp_path).st_mtime - 3600
+    dead = _dead_pid()
+    (tmp_path / "sub" / "deep").mkdir(parents=True)
+    deep_stale = tmp_path / "sub" / "deep" / f"a.json{TEMP_MARKER}{dead}-0123abcd"
+    deep_live = tmp_path / "sub" / f"b.json{TEMP_MARKER}{os.getppid()}-0123abcd"
+    for path in (deep_stale, deep_live):
+        path.write_bytes(b"")
+        os.utime(path, (old, old))
+    assert remove_stale_temp_files(tmp_path) == []  # not below without recursive
+    assert remove_stale_temp_files(tmp_path, recursive=True) == [str(deep_stale)]
+    assert deep_live.exists()
+
+    mine = tmp_path / "sub" / f"c.json{TEMP_MARKER}{os.getppid()}-89abcdef"  # recent, writer alive: still mine
+    mine.write_bytes(b"")
+    assert remove_stale_temp_files(tmp_path, recursive=True, owned_targets=[tmp_path / "sub" / "c.json"]) == [str(mine)]
+    assert deep_live.exists()  # b.json is not an owned target
+    assert remove_stale_temp_files(tmp_path, recursive=True, owned_targets=[str(tmp_path / "sub" / "b.json")]) == [
+        str(deep_live)]
