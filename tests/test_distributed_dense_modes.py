@@ -1,10 +1,8 @@
 """Two gloo processes (CPU), CLIP_FINETUNE full with DENSE_MODE clearclip and naclip: DDP (Detectron2's, no
 find_unused_parameters) runs two iterations (it failed at the second when the last block's feed-forward half
 trained without a gradient), and the cluster diagnostics rank 0 logs are those of the global batch."""
-import os
 
 import torch
-import torch.distributed as dist
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
@@ -38,34 +36,27 @@ def _stats(model, batch):
         return {k: storage.history(f"pixelclip/{k}").latest() for k in STATS}
 
 
-def _worker(rank, world, port, batch, folder):
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        half = len(batch) // world
-        mine = batch[rank * half:(rank + 1) * half]
-        out = {}
-        for mode in MODES:
-            torch.manual_seed(0)
-            model = build_model(_cfg(mode)).train()
-            optimizer = build_optimizer(_cfg(mode), model)
-            net = create_ddp_model_any_device(model, broadcast_buffers=False)
-            for _ in range(2):  # the second iteration is where DDP found the unreduced gradients
-                loss = net(mine)["loss_masks"]
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            out[mode] = {"loss": float(loss), "stats": _stats(model, mine),
-                         "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        torch.save(out, os.path.join(folder, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _train_modes(mine):
+    """Two DDP iterations per dense mode on this rank's share; loss, statistics and weights per mode."""
+    out = {}
+    for mode in MODES:
+        torch.manual_seed(0)
+        model = build_model(_cfg(mode)).train()
+        optimizer = build_optimizer(_cfg(mode), model)
+        net = create_ddp_model_any_device(model, broadcast_buffers=False)
+        for _ in range(2):  # the second iteration is where DDP found the unreduced gradients
+            loss = net(mine)["loss_masks"]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        out[mode] = {"loss": float(loss), "stats": _stats(model, mine),
+                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+    return out
 
 
 def test_full_finetuning_with_clearclip_and_naclip_runs_under_ddp_and_stats_cover_both_ranks(tmp_path):
     batch = _global_batch()
-    ranks = spawn_gloo_ranks(_worker, batch, tmp_path, weights_only=False)
+    ranks = spawn_gloo_ranks(_train_modes, batch, tmp_path, weights_only=False)
     for mode in MODES:
         assert all(torch.isfinite(torch.tensor(r[mode]["loss"])) for r in ranks)
         # every rank logs the numbers of the 4-image global batch, not those of its own 2 images: the reference

@@ -50,31 +50,35 @@ def _train(batch, ddp: bool):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _worker(rank, world, port, batch, folder):
+def _gloo_rank(rank, world, port, work, batch, folder):
+    """One rank: joins the gloo group, runs ``work`` on its equal share of ``batch``, saves what it returns."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        half = len(batch) // world
-        state = _train(batch[rank * half:(rank + 1) * half], ddp=True)
-        torch.save(state, os.path.join(folder, f"rank{rank}.pt"))
+        share = len(batch) // world
+        torch.save(work(batch[rank * share:(rank + 1) * share]), os.path.join(folder, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
-def spawn_gloo_ranks(worker, batch, folder, world: int = 2, weights_only: bool = True):
-    """``worker(rank, world, port, batch, folder)`` in ``world`` processes on a free local port; returns what
-    each rank saved as ``folder/rank<r>.pt``."""
+def spawn_gloo_ranks(work, batch, folder, world: int = 2, weights_only: bool = True):
+    """``work(share of batch)`` in ``world`` gloo processes on a free local port (a module-level function, so
+    that it pickles); returns what each rank's call returned, in rank order."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(worker, args=(world, port, batch, str(folder)), nprocs=world, join=True)
+    mp.spawn(_gloo_rank, args=(world, port, work, batch, str(folder)), nprocs=world, join=True)
     return [torch.load(os.path.join(folder, f"rank{r}.pt"), weights_only=weights_only) for r in range(world)]
+
+
+def _train_ddp(share):
+    return _train(share, ddp=True)
 
 
 def test_two_gloo_processes_give_the_weights_of_one_process_on_the_global_batch(tmp_path):
     batch = _global_batch()
-    ranks = spawn_gloo_ranks(_worker, batch, tmp_path)
+    ranks = spawn_gloo_ranks(_train_ddp, batch, tmp_path)
     single = _train(batch, ddp=False)
     torch.manual_seed(0)
     start = build_model(make_tiny_cfg()).state_dict()
