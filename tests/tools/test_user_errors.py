@@ -357,6 +357,47 @@ def test_ctrl_c_during_training_names_the_last_checkpoint_and_the_resume_command
     assert not (out / "model_final.pth").exists()
 
 
+def test_ctrl_c_under_two_gloo_processes_exits_130_with_one_line_and_the_run_resumes(tmp_path):
+    """Ctrl-C reaches the launcher and both ranks (one process group): exit status 130, one line with the
+    resume command and no traceback from any rank; that command (with a shorter schedule) resumes."""
+    root = make_sa1b_folder(tmp_path / "datasets")
+    cfg = write_tiny_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    args = ["tools/train_net.py", "--config-file", str(cfg), "--num-gpus", "2", "OUTPUT_DIR", str(out),
+            "SOLVER.MAX_ITER", "1000", "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.IMS_PER_BATCH", "2", "MODEL.DEVICE", "cpu"]
+    env = dict(os.environ, DETECTRON2_DATASETS=str(root), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    child = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, preexec_fn=_ctrl_c_ready)
+    printed = []
+    try:
+        for line in child.stdout:
+            printed.append(line)
+            if "Saving checkpoint to" in line and "model_0000003.pth" in line:
+                os.killpg(child.pid, signal.SIGINT)
+                break
+        printed.append(child.communicate(timeout=90)[0])
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    printed = "".join(printed)
+    assert child.returncode == 130, printed[-3000:]
+    line = _one_line(printed, "train_net")
+    last = (out / "last_checkpoint").read_text()
+    assert last in ("model_0000001.pth", "model_0000003.pth") and (out / last).is_file()
+    resume = f"python {' '.join(args[:1] + ['--resume'] + args[1:])}"
+    assert line == f"[train_net] interrupted (Ctrl-C); the last checkpoint is {out / last} — to resume from it: {resume}"
+
+    # the printed command, with the schedule cut short and one process, continues from that checkpoint
+    command = resume.split()[1:] + ["SOLVER.MAX_ITER", "6"]
+    command[command.index("--num-gpus") + 1] = "1"
+    result = subprocess.run([sys.executable, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (out / "log.txt").read_text()
+    assert f"Loading from {out / last}" in log and "Starting training from iteration " + (
+        "2" if last == "model_0000001.pth" else "4") in log
+    assert (out / "model_final.pth").is_file()
+
+
 def test_demo_keeps_relative_paths_takes_opts_and_runs_on_the_cpu(tmp_path):
     cfg = _tiny_config(tmp_path / "tiny.yaml")
     rng = np.random.default_rng(0)
