@@ -14,7 +14,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's pixelclip
 
@@ -27,21 +27,39 @@ from pixelclip.masks.generate import Masker, generate_masks  # noqa: E402
 from pixelclip.masks.sam import SAM_MODEL_TYPES  # noqa: E402
 from pixelclip.preflight import check_output_dir  # noqa: E402
 from pixelclip.utils.cli import run_tool  # noqa: E402
+from pixelclip.utils.files import IMAGE_EXTENSIONS  # noqa: E402
 
 logger = logging.getLogger("pixelclip.tools.generate_masks")
 
+def _number(kind: type, low: float, high: float = float("inf")) -> Callable[[str], float]:
+    """An argparse type: ``kind`` in [low, high]; anything else is a usage error naming the range."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if not low <= value <= high:
+            bounds = f"at least {low:g}" if high == float("inf") else f"in [{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+_COUNT, _AT_LEAST_0, _FRACTION = _number(int, 1), _number(int, 0), _number(float, 0.0, 1.0)
+
 SAM_KNOBS = {  # SamAutomaticMaskGenerator argument -> (type, default)
-    "points_per_side": (int, 32),
-    "points_per_batch": (int, 64),
-    "pred_iou_thresh": (float, 0.88),
-    "stability_score_thresh": (float, 0.95),
-    "stability_score_offset": (float, 1.0),
-    "box_nms_thresh": (float, 0.7),
-    "crop_n_layers": (int, 0),
-    "crop_nms_thresh": (float, 0.7),
-    "crop_overlap_ratio": (float, 512 / 1500),
-    "crop_n_points_downscale_factor": (int, 1),
-    "min_mask_region_area": (int, 0),
+    "points_per_side": (_COUNT, 32),
+    "points_per_batch": (_COUNT, 64),
+    "pred_iou_thresh": (_FRACTION, 0.88),
+    "stability_score_thresh": (_FRACTION, 0.95),
+    "stability_score_offset": (_number(float, 0.0), 1.0),
+    "box_nms_thresh": (_FRACTION, 0.7),
+    "crop_n_layers": (_AT_LEAST_0, 0),
+    "crop_nms_thresh": (_FRACTION, 0.7),
+    "crop_overlap_ratio": (_FRACTION, 512 / 1500),
+    "crop_n_points_downscale_factor": (_COUNT, 1),
+    "min_mask_region_area": (_AT_LEAST_0, 0),
 }
 
 
@@ -68,16 +86,24 @@ def get_parser() -> argparse.ArgumentParser:
     dino = p.add_argument_group("DINO (--method dino)")
     dino.add_argument("--dino-weights", default="", help="local DINO ViT-S/16 weights (timm or original layout)")
     dino.add_argument("--dino-model", default="vit_small_patch16_224", help="timm architecture name")
-    dino.add_argument("--clusters", type=int, default=16, help="k-means clusters per image (one mask each)")
-    dino.add_argument("--kmeans-iters", type=int, default=100, help="k-means steps at most (the release's 100)")
-    dino.add_argument("--kmeans-tol", type=float, default=1e-4, help="k-means stops when the centres move less")
-    dino.add_argument("--dino-input-size", type=int, default=448,
+    dino.add_argument("--clusters", type=_COUNT, default=16, help="k-means clusters per image (one mask each)")
+    dino.add_argument("--kmeans-iters", type=_COUNT, default=100, help="k-means steps at most (the release's 100)")
+    dino.add_argument("--kmeans-tol", type=_number(float, 0.0), default=1e-4, help="k-means stops when the centres move less")
+    dino.add_argument("--dino-input-size", type=_AT_LEAST_0, default=448,
                       help="square side the image is resized to; 0 = the image as it is (full-size images "
                            "make many tokens: training's online masks use 0 on the 640² crop)")
     dino.add_argument("--kmeans-seed", type=int, default=0,
                       help="seed of the k-means initialisation, drawn anew per image (the same image always "
                            "gives the same masks)")
     return p
+
+
+def _has_image(root: str) -> bool:
+    """Whether any file under ``root`` has an image extension (stops at the first)."""
+    for _, _, files in os.walk(root):
+        if any(name.lower().endswith(IMAGE_EXTENSIONS) for name in files):
+            return True
+    return False
 
 
 def build_masker(args: argparse.Namespace) -> Masker:
@@ -100,7 +126,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if args.num_shards < 1 or not 0 <= args.shard < args.num_shards:
         raise ConfigError(f"--shard must be in [0, --num-shards), got {args.shard} of {args.num_shards}",
                           "number the shards 0 .. n-1")
+    if not _has_image(args.input):  # before a folder is made or a model is built
+        raise DatasetError(f"no images under {args.input} (searched recursively for {', '.join(IMAGE_EXTENSIONS)})",
+                           "give the folder that holds the images")
     check_output_dir(args.output)
+    weights = {"sam": ("--sam-checkpoint", args.sam_checkpoint), "dino": ("--dino-weights", args.dino_weights)}
+    flag, given = weights[args.method]
+    if not given:
+        raise ConfigError(f"--method {args.method} needs {flag}: a local weights file (nothing is downloaded)",
+                          "see --help for the files each method takes")
     try:
         masker = build_masker(args)
     except (FileNotFoundError, ValueError) as e:

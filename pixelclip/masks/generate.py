@@ -26,6 +26,7 @@ from ..data.mask_io import (
     rle_objects,
     write_mask_file,
 )
+from ..errors import DatasetError
 from ..utils.files import IMAGE_EXTENSIONS, MASK_SUFFIX, list_files
 from ..utils.io import atomic_write, remove_stale_temp_files
 
@@ -120,7 +121,11 @@ def generate_masks(
         no file written), masks per image, pixel coverage, seconds per image (this run).
     """
     start = time.perf_counter()
-    images = select_shard(list_files(image_root, IMAGE_EXTENSIONS), shard, num_shards)
+    found = list_files(image_root, IMAGE_EXTENSIONS)
+    if not found:
+        raise DatasetError(f"no images under {image_root} (searched recursively for {', '.join(IMAGE_EXTENSIONS)})",
+                           "give the folder that holds the images")
+    images = select_shard(found, shard, num_shards)
     targets = {rel: mask_path_for(mask_root, rel) for rel in images}
     os.makedirs(mask_root, exist_ok=True)
     removed = len(remove_stale_temp_files(mask_root, recursive=True, owned_targets=targets.values()))

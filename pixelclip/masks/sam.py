@@ -6,7 +6,7 @@ output is already SA-1B's annotation schema, so masks are never held at full siz
 """
 import logging
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping
 
 import numpy as np
 import torch
@@ -41,13 +41,27 @@ def build_sam(model_type: str, checkpoint: str, device: str = "cpu") -> nn.Modul
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"SAM checkpoint {checkpoint!r} cannot be read: {e}") from None
-    try:
-        sam.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise ValueError(f"SAM checkpoint {checkpoint!r} does not fit model type {model_type!r}: {first}") from None
+    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"SAM checkpoint {checkpoint!r} does not hold a state dict of tensors")
+    mismatch = _describe_mismatch(sam.state_dict(), state)
+    if mismatch:
+        raise ValueError(f"SAM checkpoint {checkpoint!r} does not fit model type {model_type!r}: {mismatch} "
+                         f"(the {model_type} file is {_CHECKPOINT_NAMES[model_type]})")
+    sam.load_state_dict(state)
     logger.info(f"SAM {model_type}: loaded {checkpoint}")
     return sam.to(device).eval()
+
+
+def _describe_mismatch(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], few: int = 2) -> str:
+    """"" when ``given`` has exactly the keys and shapes of ``expected``; else what differs, with examples."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [f"{k} {tuple(given[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in given and tuple(given[k].shape) != tuple(v.shape)]
+    parts = [f"{len(items)} {what} ({', '.join(items[:few])}{', ...' if len(items) > few else ''})"
+             for what, items in (("missing tensors", missing), ("unexpected tensors", unexpected),
+                                 ("tensors of another shape, file vs model", shapes)) if items]
+    return "; ".join(parts)
 
 
 class SamMasker:

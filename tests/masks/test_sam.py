@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pixelclip.data.mask_io import decode_masks, validate_mask_record
-from pixelclip.masks.sam import SamMasker, build_sam
+from pixelclip.masks.sam import SamMasker, _describe_mismatch, build_sam
 from tests.masks.tiny_models import TINY_SAM_GENERATOR, tiny_sam
 
 
@@ -30,5 +30,13 @@ def test_missing_checkpoint_says_what_to_download(tmp_path):
 def test_checkpoint_of_another_model_is_rejected(tmp_path):
     path = tmp_path / "tiny.pth"
     torch.save(tiny_sam().state_dict(), path)
-    with pytest.raises(ValueError, match=r"tiny\.pth' does not fit model type 'vit_b'"):
+    with pytest.raises(ValueError, match=r"tiny\.pth' does not fit model type 'vit_b': \d+ missing tensors .*; \d+ tensors of another "
+                       r"shape, file vs model \(image_encoder\.pos_embed \(1, 4, 4, 32\) vs \(1, 64, 64, 768\), .*"
+                       r"\(the vit_b file is sam_vit_b_01ec64\.pth\)"):
         build_sam("vit_b", str(path))
+    expected = {"a": torch.zeros(2), "b": torch.zeros(3), "c": torch.zeros(4, 5)}
+    given = {"a": torch.zeros(2), "c": torch.zeros(5, 4), "x": torch.zeros(1), "y": torch.zeros(1), "z": torch.zeros(1)}
+    assert _describe_mismatch(expected, given) == (
+        "1 missing tensors (b); 3 unexpected tensors (x, y, ...); 1 tensors of another shape, file vs model "
+        "(c (5, 4) vs (4, 5))")
+    assert _describe_mismatch(expected, dict(expected)) == ""

@@ -99,13 +99,50 @@ def test_shards_in_parallel_processes_cover_all_images_once(tmp_path, dino_weigh
         (["--method", "sam", "--sam-checkpoint", "/nonexistent/sam.pth", "--model-type", "vit_b"],
          "SAM checkpoint '/nonexistent/sam.pth' not found"),
         (["--method", "dino", "--dino-weights", "x", "--shard", "2", "--num-shards", "2"], "--shard must be in"),
+        (["--method", "dino"], "--method dino needs --dino-weights: a local weights file"),
+        (["--method", "sam", "--dino-weights", "x"], "--method sam needs --sam-checkpoint: a local weights file"),
     ],
 )
 def test_clear_errors(tmp_path, args, message):
-    (tmp_path / "images").mkdir()
+    write_images(tmp_path / "images", ["a.png"])
+    with pytest.raises(PixelCLIPError) as error:  # run_tool prints it as one line, exit status 1
+        _tool().main(["--input", str(tmp_path / "images"), "--output", str(tmp_path / "masks"), *args])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def _tool():
     spec = importlib.util.spec_from_file_location("generate_masks_tool", TOOL)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    with pytest.raises(PixelCLIPError) as error:  # run_tool prints it as one line, exit status 1
-        tool.main(["--input", str(tmp_path / "images"), "--output", str(tmp_path / "masks"), *args])
-    assert message in str(error.value) and "\n" not in str(error.value)
+    return tool
+
+
+def test_a_folder_without_images_is_said_before_any_model_is_built(tmp_path, monkeypatch):
+    (tmp_path / "images" / "sub").mkdir(parents=True)
+    (tmp_path / "images" / "sub" / "notes.txt").write_text("no image here")
+    tool = _tool()
+    monkeypatch.setattr(tool, "build_masker", lambda args: pytest.fail("a model was built"))
+    with pytest.raises(PixelCLIPError, match=rf"no images under {tmp_path / 'images'} \(searched recursively for "
+                       r"\.jpg, \.jpeg, \.png"):
+        tool.main(["--input", str(tmp_path / "images"), "--output", str(tmp_path / "masks"), "--method", "dino",
+                   "--dino-weights", "x"])
+    assert not (tmp_path / "masks").exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--clusters", "0", "must be at least 1, got 0"),
+    ("--kmeans-iters", "-1", "must be at least 1, got -1"),
+    ("--kmeans-tol", "-0.1", "must be at least 0, got -0.1"),
+    ("--dino-input-size", "-16", "must be at least 0, got -16"),
+    ("--points-per-side", "0", "must be at least 1, got 0"),
+    ("--pred-iou-thresh", "1.5", "must be in [0, 1], got 1.5"),
+    ("--box-nms-thresh", "-0.2", "must be in [0, 1], got -0.2"),
+    ("--crop-n-layers", "-1", "must be at least 0, got -1"),
+    ("--clusters", "many", "expected an integer, got 'many'"),
+])
+def test_out_of_range_numbers_are_usage_errors(tmp_path, capsys, option, value, message):
+    with pytest.raises(SystemExit) as stop:
+        _tool().main(["--input", str(tmp_path), "--output", str(tmp_path / "masks"), "--method", "dino",
+                      option, value])
+    assert stop.value.code == 2
+    assert f"error: argument {option}: {message}" in capsys.readouterr().err
