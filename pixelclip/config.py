@@ -126,22 +126,102 @@ def add_pixelclip_config(cfg: CN) -> None:
     _add_if_absent(cfg.TEST, "IMS_PER_BATCH", 1)  # images per inference batch (any size works)
 
 
-def check_pixelclip_values(cfg: CN, source: str = "config") -> None:
-    """Values of ``MODEL.PIXELCLIP`` that no model can be built with, checked before any building.
+def _value(cfg: CN, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _value_rules():
+    """(key, whether a value is usable, what it must be, an example) for the keys no model can be
+    built or trained with outside their range; the named choices come from the modules that use them."""
+    from .clip.build import CLIP_FINETUNE_POLICIES
+    from .clip.dense_modes import DENSE_MODES
+    from .clip.text import TEMPLATE_SETS
+
+    def at_least(low, integer=True):
+        return lambda v: (_is_int(v) if integer else _is_number(v)) and v >= low
+
+    def one_of(choices):
+        return lambda v: v in choices
+
+    pair = lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v)  # noqa: E731
+    return (
+        ("MODEL.PIXELCLIP.PROMPT_LENGTH", at_least(1), "an integer of at least 1", "4 (the release's)"),
+        ("MODEL.PIXELCLIP.CLIP_RESOLUTION", pair, "two positive integers (H, W)", "(320, 320)"),
+        ("MODEL.PIXELCLIP.CLIP_FINETUNE", one_of(CLIP_FINETUNE_POLICIES), "one of " + ", ".join(CLIP_FINETUNE_POLICIES),
+         "attention (the release's)"),
+        ("MODEL.PIXELCLIP.DENSE_MODE", one_of(DENSE_MODES), "one of " + ", ".join(DENSE_MODES), "value (the release's)"),
+        ("MODEL.PIXELCLIP.MASK_RESOLUTION", at_least(1), "an integer of at least 1", "256"),
+        ("MODEL.PIXELCLIP.MAX_MASKS", at_least(0), "an integer of at least 0 (0 keeps every mask)", "0"),
+        ("MODEL.PIXELCLIP.EPS", lambda v: _is_number(v) and v > 0, "a number above 0", "100.0"),
+        ("MODEL.PIXELCLIP.SINKHORN_ITERS", at_least(0), "an integer of at least 0", "3"),
+        ("MODEL.PIXELCLIP.MOMENTUM", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]", "0.999"),
+        ("MODEL.PIXELCLIP.DECODER_CHANNELS", lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+         and all(_is_int(x) and x > 0 for x in v), "two positive integers", "(64, 32)"),
+        ("MODEL.PIXELCLIP.DECODER_NORM_GROUPS", at_least(0), "an integer of at least 0 (0: channels // 16)", "0"),
+        ("MODEL.PIXELCLIP.TEST.TEMPLATES", one_of(TEMPLATE_SETS), "one of " + ", ".join(TEMPLATE_SETS),
+         "imagenet_select"),
+        ("MODEL.PIXELCLIP.TEST.FEATURE_RESOLUTION", at_least(1), "an integer of at least 1", "64"),
+        ("MODEL.PIXELCLIP.TEST.MODE", one_of(("whole", "slide")), "whole or slide", "whole"),
+        ("MODEL.PIXELCLIP.TEST.SLIDE_OVERLAP", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)", "0.333"),
+        ("MODEL.PIXELCLIP.TEST.AUTOCAST", one_of(("", "fp16", "bf16")), "'', fp16 or bf16", '""'),
+        ("MODEL.PIXELCLIP.TEST.OUTPUT", one_of(("logits", "labels")), "logits or labels", "logits"),
+        ("MODEL.DINO.NUM_CLUSTERS", at_least(1), "an integer of at least 1", "16"),
+        ("MODEL.DINO.KMEANS_ITERS", at_least(1), "an integer of at least 1", "100 (the release's)"),
+        ("MODEL.DINO.KMEANS_TOL", lambda v: _is_number(v) and v >= 0, "a number of at least 0", "1e-4 (the release's)"),
+        ("MODEL.DINO.INPUT_SIZE", at_least(0), "an integer of at least 0 (0: the crop as it is)", "0"),
+    )
+
+
+def check_pixelclip_values(cfg: CN, source: str = "config", opts: Sequence[str] = ()) -> None:
+    """Values of ``MODEL.PIXELCLIP`` and ``MODEL.DINO`` that no model can be built or trained with,
+    checked before any building.
 
     Arguments:
         source: where the config came from (a file, "command line"), named in the message.
+        opts: the command line's ``KEY VALUE`` overrides: a key given there is said to come from the
+            command line.
 
     Raises:
-        ConfigError: ``NUM_PROMPTS`` (K) below 1.
+        ConfigError: ``NUM_PROMPTS`` (K) below 1, a value outside its range (e.g. ``MOMENTUM`` 1.5,
+            ``MASK_RESOLUTION`` 0), an unknown choice (``DENSE_MODE``, ``TEST.MODE``, ...), or
+            ``MODEL.DINO.ENABLED`` without ``MODEL.DINO.WEIGHTS``.
     """
     if not hasattr(cfg.MODEL, "PIXELCLIP"):
         return
+    given = set(list(opts)[::2])
+
+    def where(key: str) -> str:
+        return "command line" if key in given else source
+
     k = cfg.MODEL.PIXELCLIP.NUM_PROMPTS
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"{source}: MODEL.PIXELCLIP.NUM_PROMPTS is {k!r}, but K, the number of learnable class "
-                          "prompts (global semantic clusters), must be at least 1",
+    if not _is_int(k) or k < 1:
+        raise ConfigError(f"{where('MODEL.PIXELCLIP.NUM_PROMPTS')}: MODEL.PIXELCLIP.NUM_PROMPTS is {k!r}, but K, the "
+                          "number of learnable class prompts (global semantic clusters), must be at least 1",
                           "give a positive number, e.g. MODEL.PIXELCLIP.NUM_PROMPTS 64 (the paper's)")
+    for key, usable, requirement, example in _value_rules():
+        try:
+            value = _value(cfg, key)
+        except KeyError:  # a config without that section (another project's)
+            continue
+        if not usable(value):
+            raise ConfigError(f"{where(key)}: {key} is {value!r}, but it must be {requirement}",
+                              f"give another value, e.g. {key} {example}")
+    dino = getattr(cfg.MODEL, "DINO", None)
+    if dino is not None and dino.get("ENABLED", False) and not dino.get("WEIGHTS", ""):
+        raise ConfigError(f"{where('MODEL.DINO.ENABLED')}: MODEL.DINO.ENABLED needs MODEL.DINO.WEIGHTS, a local file "
+                          "with the DINO ViT-S/16 weights", "give MODEL.DINO.WEIGHTS /path/to/dino_deitsmall16_pretrain.pth "
+                          "(or 'random' for tests)")
 
 
 def get_pixelclip_cfg(config_file: str = "", opts: Sequence[str] = (),

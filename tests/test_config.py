@@ -1,8 +1,10 @@
 """add_pixelclip_config adds only PixelCLIP's keys; the recipe lives in configs/Base-PixelCLIP.yaml, and
 every YAML of the repository still gives the values it gave when the config function set the recipe."""
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
@@ -153,3 +155,57 @@ def test_num_prompts_below_one_is_a_config_error_before_anything_is_built(k, mon
     with pytest.raises(ConfigError, match=f"config: MODEL.PIXELCLIP.NUM_PROMPTS is {k}, but"):
         build_model(cfg)  # the model's own check, for library use without the tools
     check_pixelclip_values(make_tiny_cfg(**{"MODEL.PIXELCLIP.NUM_PROMPTS": 1}))  # 1 is fine
+
+
+@pytest.mark.parametrize("key, value, requirement", [
+    ("MODEL.PIXELCLIP.MOMENTUM", "1.5", "a number in [0, 1]"),
+    ("MODEL.PIXELCLIP.MOMENTUM", "-0.1", "a number in [0, 1]"),
+    ("MODEL.PIXELCLIP.MASK_RESOLUTION", "0", "an integer of at least 1"),
+    ("MODEL.PIXELCLIP.PROMPT_LENGTH", "0", "an integer of at least 1"),
+    ("MODEL.PIXELCLIP.EPS", "0.0", "a number above 0"),
+    ("MODEL.PIXELCLIP.SINKHORN_ITERS", "-1", "an integer of at least 0"),
+    ("MODEL.PIXELCLIP.MAX_MASKS", "-5", "an integer of at least 0 (0 keeps every mask)"),
+    ("MODEL.PIXELCLIP.CLIP_RESOLUTION", "(320, 0)", "two positive integers (H, W)"),
+    ("MODEL.PIXELCLIP.DECODER_CHANNELS", "(64,)", "two positive integers"),
+    ("MODEL.PIXELCLIP.DENSE_MODE", "clear_clip", "one of value, vanilla, maskclip, sclip, clearclip, naclip"),
+    ("MODEL.PIXELCLIP.CLIP_FINETUNE", "attn", "one of attention, full, conv, prompt, none"),
+    ("MODEL.PIXELCLIP.TEST.MODE", "sliding", "whole or slide"),
+    ("MODEL.PIXELCLIP.TEST.SLIDE_OVERLAP", "1.0", "a number in [0, 1)"),
+    ("MODEL.PIXELCLIP.TEST.FEATURE_RESOLUTION", "0", "an integer of at least 1"),
+    ("MODEL.PIXELCLIP.TEST.AUTOCAST", "fp32", "'', fp16 or bf16"),
+    ("MODEL.PIXELCLIP.TEST.OUTPUT", "probs", "logits or labels"),
+    ("MODEL.PIXELCLIP.TEST.TEMPLATES", "openai", "one of single, imagenet_select, scene14, imagenet"),
+    ("MODEL.DINO.NUM_CLUSTERS", "0", "an integer of at least 1"),
+    ("MODEL.DINO.KMEANS_ITERS", "0", "an integer of at least 1"),
+    ("MODEL.DINO.KMEANS_TOL", "-0.001", "a number of at least 0"),
+    ("MODEL.DINO.INPUT_SIZE", "-1", "an integer of at least 0 (0: the crop as it is)"),
+])
+def test_values_outside_their_range_are_one_config_error_naming_where_they_came_from(tmp_path, key, value,
+                                                                                   requirement):
+    from pixelclip.errors import ConfigError
+    from pixelclip.utils.cli import load_config
+
+    yaml_file = tmp_path / "mine.yaml"
+    yaml_file.write_text("_BASE_: " + str(Path(__file__).resolve().parents[1] / "configs" / "pixelclip_vitb.yaml") + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(str(yaml_file), [key, value])
+    shown = yaml.safe_load(value) if value[0] != "(" else tuple(yaml.safe_load("[" + value[1:-1] + "]"))
+    assert str(error.value).startswith(f"command line: {key} is {shown!r}, but it must be {requirement} — "
+                                       f"give another value, e.g. {key} "), str(error.value)
+    # the same value written in the file: the file is named
+    parts = key.split(".")
+    nested = "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(parts[:-1])) + f"{'  ' * (len(parts) - 1)}{parts[-1]}: "
+    yaml_file.write_text(yaml_file.read_text() + nested + (f"[{value[1:-1]}]" if value[0] == "(" else value) + "\n")
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(yaml_file))}: {re.escape(key)} is "):
+        load_config(str(yaml_file), [])
+
+
+def test_online_dino_masks_without_weights_are_refused_before_building(tmp_path):
+    from pixelclip.errors import ConfigError
+    from pixelclip.utils.cli import load_config
+
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "pixelclip_vitb.yaml")
+    with pytest.raises(ConfigError, match=r"^command line: MODEL.DINO.ENABLED needs MODEL.DINO.WEIGHTS, a local file "
+                       r"with the DINO ViT-S/16 weights — give MODEL.DINO.WEIGHTS /path/to/"):
+        load_config(config, ["MODEL.DINO.ENABLED", "True"])
+    load_config(config, ["MODEL.DINO.ENABLED", "True", "MODEL.DINO.WEIGHTS", "random"])  # accepted

@@ -195,7 +195,7 @@ def load_config(config_file: str, opts: Sequence[str] = (), *, freeze: bool = Tr
         raise _unknown_key(cfg, e, "command line") from None
     except (ValueError, TypeError) as e:
         raise ConfigError(f"command line: {one_line(e)}", "give the key a value of its type") from None
-    check_pixelclip_values(cfg, "command line" if "MODEL.PIXELCLIP.NUM_PROMPTS" in opts[::2] else config_file)
+    check_pixelclip_values(cfg, config_file, opts)
     if freeze:
         cfg.freeze()
     return cfg
