@@ -247,5 +247,5 @@ def test_labels_output_is_the_argmax_of_the_logits_output(mode):
 def test_unknown_test_output_is_a_clear_error():
     cfg = make_tiny_cfg()
     cfg.MODEL.PIXELCLIP.TEST.OUTPUT = "probabilities"
-    with pytest.raises(ValueError, match="TEST.OUTPUT must be 'logits' or 'labels'"):
+    with pytest.raises(ValueError, match="MODEL.PIXELCLIP.TEST.OUTPUT is 'probabilities', but it must be logits or labels"):
         build_model(cfg)
