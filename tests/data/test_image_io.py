@@ -37,3 +37,14 @@ def test_a_32_bit_integer_image_outside_the_16_bit_range_is_refused():
         to_8bit(image)
     in_range = Image.fromarray(np.array([[0, 65535]], dtype=np.int32), mode="I")
     assert np.asarray(to_8bit(in_range)).tolist() == [[0, 255]]
+
+
+def test_big_endian_16_bit_and_negative_32_bit_images():
+    """A big-endian 16-bit image (mode I;16B, e.g. from a Motorola-order TIFF) is scaled like any 16-bit one;
+    a negative 32-bit value is not a 16-bit picture either."""
+    big = Image.frombytes("I;16B", (3, 1), np.array([[0, 32896, 65535]], dtype=">u2").tobytes())
+    out = to_8bit(big)
+    assert out.mode == "L" and np.asarray(out).tolist() == [[0, 128, 255]]
+    negative = Image.fromarray(np.array([[-1, 100]], dtype=np.int32), mode="I")
+    with pytest.raises(ValueError, match=r"values -1..100, outside the 16-bit range"):
+        to_8bit(negative)

@@ -119,3 +119,32 @@ def test_duplicates_are_refused_naming_them_and_their_ids(tmp_path):
     assert "classes.txt" in message and "repeats 2 class name(s)" in message
     assert "'cat' at ids 0, 2" in message and "'dog' at ids 1, 4" in message
     assert "list each class once" in message and "\n" not in message
+
+
+def test_default_vocabulary_is_the_configs_spec_else_the_first_test_datasets_classes(tiny_cfg):
+    from pixelclip.data.vocabulary import default_vocabulary
+
+    assert default_vocabulary(tiny_cfg) is None  # no spec, no test dataset
+    tiny_cfg.DATASETS.TEST = ("voc_2012_test_background_sem_seg", "cityscapes_19_val_sem_seg")
+    assert default_vocabulary(tiny_cfg) == packaged_vocabulary("voc21")
+    tiny_cfg.MODEL.PIXELCLIP.TEST.VOCABULARY = "sky; person, human"
+    assert default_vocabulary(tiny_cfg) == ["sky", "person, human"]
+
+
+def test_class_file_names_in_upper_case_and_indented_comments(tmp_path):
+    js = tmp_path / "classes.JSON"  # read as JSON whatever the case of its extension
+    js.write_text(json.dumps(["road", "sky, heaven"]))
+    assert load_vocabulary(str(js)) == ["road", "sky, heaven"]
+    with pytest.raises(FileNotFoundError, match="vocabulary file not found: .*Missing.TXT"):
+        load_vocabulary(str(tmp_path / "Missing.TXT"))  # a file the user meant, not a one-class list
+    txt = tmp_path / "classes.txt"
+    txt.write_text("cat\n   # an indented comment\ndog\n")
+    assert load_vocabulary(str(txt)) == ["cat", "dog"]
+
+
+def test_check_vocabulary_strips_names_before_looking_for_repeats():
+    from pixelclip.data.vocabulary import check_vocabulary
+
+    assert check_vocabulary([" cat", "dog "], "x") == ["cat", "dog"]
+    with pytest.raises(VocabularyError, match=r"repeats 1 class name\(s\): 'cat' at ids 0, 2"):
+        check_vocabulary(["cat", "dog", "cat "], "x")

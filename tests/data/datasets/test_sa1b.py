@@ -36,3 +36,11 @@ def test_extracted_tar_layout(tmp_path):
 def test_missing_root_says_how_to_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="datasets/README.md"):
         load_sa1b(str(tmp_path / "sa1b"))
+
+
+def test_prepared_layout_without_annotations_names_the_missing_mask_folder(tmp_path):
+    """images/ alone is the prepared layout (masks not made yet), not the extracted one."""
+    _touch(tmp_path / "images" / "sa_000020" / "sa_1.jpg")
+    assert sa1b_layout(str(tmp_path)) == (str(tmp_path / "images"), str(tmp_path / "annotations"))
+    with pytest.raises(FileNotFoundError, match=r"mask folder .*annotations' does not exist"):
+        load_sa1b(str(tmp_path))

@@ -88,3 +88,12 @@ def test_listing_reads_only_the_directories(tmp_path, monkeypatch):
     assert len(dicts) == n
     assert not [t for t in touched if t.endswith((".jpg", ".json"))]  # no file opened or stat'ed
     assert len(scanned) == 2 * 11  # images/ and masks/, each with 10 shard folders
+
+
+def test_dots_in_a_file_name_are_part_of_its_id(tmp_path):
+    _touch(tmp_path / "images" / "img.v2.jpg")
+    _touch(tmp_path / "images" / "img.png")
+    _touch(tmp_path / "masks" / "img.v2.json")
+    dicts = load_unlabeled_folder(str(tmp_path / "images"), str(tmp_path / "masks"))
+    assert dicts == [{"file_name": str(tmp_path / "images" / "img.v2.jpg"),
+                      "mask_file": str(tmp_path / "masks" / "img.v2.json"), "image_id": "img.v2"}]
