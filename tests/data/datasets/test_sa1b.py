@@ -1,4 +1,6 @@
 """SA-1B registers in both layouts (prepared, extracted tars) with numeric image ids."""
+import os
+
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -36,3 +38,14 @@ def test_extracted_tar_layout(tmp_path):
 def test_missing_root_says_how_to_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="datasets/README.md"):
         load_sa1b(str(tmp_path / "sa1b"))
+
+
+def test_builtin_names_point_at_their_folders():
+    """sa1b_train is the resized subset (datasets/sa1b), sa1b_raw_train the full tars (datasets/sa1b_raw)."""
+    assert os.path.basename(MetadataCatalog.get("pixelclip_sa1b_train").root) == "sa1b"
+    assert os.path.basename(MetadataCatalog.get("pixelclip_sa1b_raw_train").root) == "sa1b_raw"
+
+
+def test_an_images_folder_means_the_prepared_layout(tmp_path):
+    (tmp_path / "images").mkdir()
+    assert sa1b_layout(str(tmp_path)) == (str(tmp_path / "images"), str(tmp_path / "annotations"))
