@@ -46,6 +46,7 @@ def test_rle_round_trip_keeps_pixels_area_bbox_and_scores(tmp_path):
     assert first["area"] == 8 * 17 and first["bbox"] == [3, 2, 17, 8]
     assert record["annotations"][2]["bbox"] == [7, 5, 1, 1]
     assert first["predicted_iou"] == 0.9 and record["annotations"][1]["stability_score"] == 0.9
+    assert [a["id"] for a in record["annotations"]] == [0, 1, 2]  # an annotation's id is its index in the file
     np.testing.assert_array_equal(decode_masks(record["annotations"], indices=[2, 0]), _masks()[[2, 0]])
     assert decode_masks(record, indices=[]).shape == (0, H, W)
 
@@ -125,12 +126,15 @@ def test_corrupt_counts_are_found_when_decoding(tmp_path):
         (lambda r: r.pop("image"), "image"),
         (lambda r: r["image"].update(height="24"), "image.height"),
         (lambda r: r["image"].pop("file_name"), "image.file_name"),
+        (lambda r: r["image"].update(height=0), "image.height"),
+        (lambda r: r["image"].update(file_name=""), "image.file_name"),
         (lambda r: r.update(annotations={}), "annotations"),
         (lambda r: r["annotations"][0].update(segmentation=[[0, 0, 1, 1, 2, 2]]), "annotations[0].segmentation"),
         (lambda r: r["annotations"][0]["segmentation"].pop("counts"), "annotations[0].segmentation.counts"),
         (lambda r: r["annotations"][1].pop("area"), "annotations[1].area"),
         (lambda r: r["annotations"][1].update(bbox=[1, 2, 3]), "annotations[1].bbox"),
         (lambda r: r["annotations"][0].update(predicted_iou="high"), "annotations[0].predicted_iou"),
+        (lambda r: r["annotations"][2].update(stability_score=None), "annotations[2].stability_score"),
     ],
 )
 def test_each_schema_defect_names_its_field(tmp_path, edit, field):
@@ -216,3 +220,34 @@ def test_rle_runs_must_cover_exactly_h_times_w_pixels(tmp_path, form):
             assert e.value.field == field
             assert str(e.value).startswith(f"{path}: {field}: malformed COCO RLE: its runs cover "
                                            f"{H * W + delta} pixels, its size {H}×{W} has {H * W}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Masks at the corners of the format: pixel (0, 0), no pixel at all, a file without masks
+# ------------------------------------------------------------------------------------------------
+def test_a_mask_holding_the_first_pixel_and_an_empty_mask_are_valid(tmp_path):
+    """COCO RLE counts zeros first, so a mask holding pixel (0, 0) starts with a run of 0 (SA-1B has
+    such masks); an empty mask has area 0 and box [0, 0, 0, 0]. Both are written, read back and
+    decoded as pycocotools does."""
+    from pycocotools import mask as mask_util
+
+    masks = np.zeros((2, H, W), dtype=bool)
+    masks[0, 0, 0] = masks[0, 3, 0] = True  # column-major: 1 at index 0 and 3 -> runs 0, 1, 2, 1, rest
+    anns = encode_masks(masks)
+    assert [a["area"] for a in anns] == [2, 0] and anns[1]["bbox"] == [0, 0, 0, 0]
+    hand = mask_util.frPyObjects({"size": [H, W], "counts": [0, 1, 2, 1, H * W - 4]}, H, W)
+    assert anns[0]["segmentation"]["counts"] == hand["counts"].decode("ascii")
+    path = tmp_path / "corner.json"
+    write_mask_file(path, {"file_name": "c.jpg", "height": H, "width": W}, anns)
+    record = read_mask_file(path, check_rle=True)
+    np.testing.assert_array_equal(decode_masks(record), masks)
+    listed = {"image": {"file_name": "c.jpg", "height": H, "width": W},
+              "annotations": [{"segmentation": {"size": [H, W], "counts": [0, 1, 2, 1, H * W - 4]},
+                               "area": 2, "bbox": [0, 0, 1, 4]}]}
+    validate_mask_record(listed)
+    np.testing.assert_array_equal(decode_masks(listed)[0], masks[0])
+
+
+def test_a_record_without_masks_decodes_to_zero_masks_of_its_image_size():
+    record = {"image": {"file_name": "a.jpg", "height": H, "width": W}, "annotations": []}
+    assert decode_masks(record).shape == (0, H, W)

@@ -174,3 +174,84 @@ def test_build_from_config_reads_model_dino(tmp_path):
     cfg.MODEL.DINO.WEIGHTS = ""
     with pytest.raises(ValueError, match="MODEL.DINO.WEIGHTS"):
         build_dino_masker(cfg)
+
+
+def test_kmeans_stops_on_the_squared_shift_of_the_centres_by_hand():
+    """1-D points 0, 1, 5, 6, 7 (y = 0), centres drawn at 0 and 1. Step 1: labels 0 1 1 1 1, new centres
+    0 and 19/4 (squared shift (4.75 - 1)² = 14.0625, exact in float32). Step 2: labels 0 0 1 1 1, centres
+    0.5 and 6 (shift 0.25 + 1.5625). Step 3 changes nothing (shift 0)."""
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0], [6.0, 0.0], [7.0, 0.0]])[None]
+
+    def run(**kwargs):
+        return kmeans(points, 2, generator=_generator_drawing(5, [0, 1]), **kwargs)[0].tolist()
+
+    assert run() == [0, 0, 1, 1, 1]
+    assert run(max_iters=1) == [0, 1, 1, 1, 1]
+    assert run(max_iters=2) == [0, 0, 1, 1, 1]
+    assert run(tol=14.0625) == [0, 1, 1, 1, 1]  # a shift equal to tol stops
+    assert run(tol=14.0) == [0, 0, 1, 1, 1]
+    assert run(tol=1.8) == [0, 0, 1, 1, 1]
+
+
+def test_defaults_are_the_release_and_dino_normalisation():
+    """16 clusters (METHOD.md), k-means 100 steps / tol 1e-4 (fast_pytorch_kmeans), the image as it is,
+    and ImageNet's mean and std (timm's constants, × 255) that DINO was trained with."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    masker = DinoKMeansMasker(tiny_vit())
+    assert (masker.num_clusters, masker.kmeans_iters, masker.kmeans_tol) == (16, 100, 1e-4)
+    assert masker.input_size == 0 and masker.seed is None and not masker.flip_channels
+    # float32 buffers: one rounding of each value (relative 6e-8)
+    assert torch.allclose(masker.pixel_mean.flatten(), torch.tensor(IMAGENET_DEFAULT_MEAN) * 255, rtol=1e-6, atol=0)
+    assert torch.allclose(masker.pixel_std.flatten(), torch.tensor(IMAGENET_DEFAULT_STD) * 255, rtol=1e-6, atol=0)
+
+
+def test_mask_image_feeds_dino_the_rgb_image():
+    masker = DinoKMeansMasker(tiny_vit(), num_clusters=2, seed=0)
+    seen = []
+    masker.backbone.patch_embed.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    image = (torch.rand(32, 48, 3, generator=torch.Generator().manual_seed(1)) * 255).byte()
+    masker.mask_image(image.numpy())
+    rgb = image.permute(2, 0, 1)[None].float()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+    assert torch.allclose(seen[-1], (rgb - mean) / std, rtol=1e-5, atol=1e-5)
+
+
+def test_cluster_maps_are_nearest_upsampled_and_empty_clusters_dropped(monkeypatch):
+    """k-means replaced by fixed labels on the 2×3 grid of a 45×59 image (k = 4, cluster 1 empty):
+    3 masks, clusters 0, 2, 3 in order; pixel (i, j) takes the label of token (⌊2i/45⌋, ⌊3j/59⌋),
+    PyTorch's "nearest" (no pixel lies on a token boundary at these sizes)."""
+    import pixelclip.masks.dino as dino
+
+    grid = torch.tensor([[0, 2, 2], [0, 0, 3]])
+
+    def fixed(x, k, *args, **kwargs):
+        assert x.shape[:2] == (1, 6) and k == 4
+        return grid.reshape(1, 6)
+
+    monkeypatch.setattr(dino, "kmeans", fixed)
+    masks = DinoKMeansMasker(tiny_vit(), num_clusters=4)(torch.rand(1, 3, 45, 59) * 255)[0]
+    i, j = torch.arange(45)[:, None], torch.arange(59)[None]
+    labels = grid[(2 * i) // 45, (3 * j) // 59]
+    assert masks.shape == (3, 45, 59)
+    assert torch.equal(masks, torch.stack([labels == c for c in (0, 2, 3)]))
+
+
+def test_weights_of_another_width_are_a_clear_error(tmp_path):
+    """Same keys, other shapes: one ValueError naming the first mismatches (not load_state_dict's RuntimeError)."""
+    wide = tmp_path / "wide.pth"
+    torch.save(tiny_vit(embed_dim=64).state_dict(), wide)
+    with pytest.raises(ValueError, match=r"missing keys \[\], unexpected keys \[\], shape mismatches "
+                                         r"\[cls_token \(1, 1, 64\) vs \(1, 1, 48\)"):
+        build_dino_backbone("vit_tiny_patch16_224", str(wide), depth=2, embed_dim=48, num_heads=2)
+
+
+def test_patch_tokens_follow_every_prefix_token():
+    """A ViT with register tokens (e.g. DINOv2-reg) puts 1 + R tokens before the patches; the grid is what follows."""
+    backbone = tiny_vit(reg_tokens=2)
+    images = torch.rand(1, 3, 32, 48) * 255
+    feats = DinoKMeansMasker(backbone).patch_features(images)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    tokens = backbone.forward_features((images - mean) / std)
+    assert tokens.shape[1] == 3 + 6 and torch.equal(feats, tokens[:, 3:].reshape(1, 2, 3, -1))

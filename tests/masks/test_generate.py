@@ -3,11 +3,15 @@ interruption, disjoint shards, unreadable images skipped."""
 import importlib.util
 import json
 import os
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from pixelclip.data.mask_io import TEMP_MARKER, read_mask_file
+from pixelclip.data.datasets.unlabeled_folder import load_unlabeled_folder
+from pixelclip.data.mask_io import TEMP_MARKER, encode_masks, read_mask_file
 from pixelclip.masks import BinaryMaskAdapter, DinoKMeansMasker, SamMasker, generate_masks, select_shard
 from tests.masks.tiny_models import TINY_SAM_GENERATOR, tiny_sam, tiny_vit, write_images
 
@@ -154,3 +158,73 @@ def test_command_line_sam_passes_its_knobs(tmp_path, monkeypatch):
     assert summary["options"]["points_per_side"] == 4 and "clusters" not in summary["options"]
     assert json.loads((tmp_path / "summary.json").read_text())["method"] == "sam"
     _check_outputs(tmp_path / "images", tmp_path / "masks", NAMES[:2])
+
+
+class ScriptedMasker:
+    """Records each image it gets; call n returns the n-th list of masks (72×96 images)."""
+
+    def __init__(self, masks_per_call):
+        self.masks_per_call, self.images = masks_per_call, []
+
+    def __call__(self, image):
+        self.images.append(image.copy())
+        return encode_masks(self.masks_per_call[len(self.images) - 1])
+
+
+def _rows(*spans, h=72, w=96):
+    """Masks covering whole rows [a, b) of an h×w image, one per span."""
+    masks = np.zeros((len(spans), h, w), dtype=bool)
+    for k, (a, b) in enumerate(spans):
+        masks[k, a:b] = True
+    return masks
+
+
+def test_summary_statistics_and_rgb_images_by_hand(tmp_path):
+    """Three 72×96 images get 0, 1 and 3 masks; coverage is the union's share of the pixels: 0,
+    36/72 (rows 0-35) and 54/72 (rows 0-35 ∪ 18-53 ∪ one pixel inside). The masker gets RGB images, as
+    PIL reads them."""
+    names = ["a.png", "b.png", "sub/c.png"]
+    write_images(tmp_path / "images", names)
+    three = _rows((0, 36), (18, 54), (40, 41))
+    three[2] = False
+    three[2, 40, 7] = True
+    masker = ScriptedMasker([_rows(), _rows((0, 36)), three])
+    summary = generate_masks(masker, str(tmp_path / "images"), str(tmp_path / "masks"), progress=False)
+    assert summary["processed"] == 3 and summary["images_without_masks"] == 1
+    assert summary["masks_per_image"] == pytest.approx({"mean": 4 / 3, "min": 0, "max": 3})
+    assert summary["pixel_coverage"] == pytest.approx({"mean": (0.5 + 0.75) / 3, "min": 0, "max": 0.75})
+    rgb = [np.asarray(Image.open(tmp_path / "images" / n).convert("RGB")) for n in names]
+    assert all(any(np.array_equal(seen, im) for im in rgb) for seen in masker.images)
+    assert not all(np.array_equal(im, im[..., ::-1]) for im in rgb)  # BGR would differ
+
+    record = read_mask_file(tmp_path / "masks" / "sub" / "c.json", allow_empty=True)
+    listed = load_unlabeled_folder(str(tmp_path / "images"), str(tmp_path / "masks"))
+    assert record["image"] == {"file_name": "sub/c.png", "height": 72, "width": 96, "image_id": "sub/c"}
+    assert listed[2]["image_id"] == "sub/c" and listed[2]["mask_file"] == str(tmp_path / "masks" / "sub" / "c.json")
+
+    # A valid file without masks (an image where the masker found nothing) is done, also when verified.
+    again = ScriptedMasker([])
+    generate_masks(again, str(tmp_path / "images"), str(tmp_path / "masks"), verify_existing=True, progress=False)
+    assert again.images == []
+
+
+def test_shards_are_crc32_of_the_path_and_leave_other_shards_temp_files_alone(tmp_path):
+    """The shard of an image is CRC-32 of its relative path modulo the shard count (zlib's, the
+    documented rule); a run removes the temp files of its own targets only: another shard's writer may
+    be renaming its file at that moment."""
+    for n in (2, 3):
+        for i in range(n):
+            assert select_shard(NAMES, i, n) == [p for p in NAMES if zlib.crc32(p.encode()) % n == i]
+    write_images(tmp_path / "images", NAMES)
+    mine = [p for p in NAMES if zlib.crc32(p.encode()) % 2 == 0]
+    theirs = [p for p in NAMES if zlib.crc32(p.encode()) % 2 == 1]
+    assert mine and theirs
+    stale = {}
+    for name in (mine[0], theirs[0]):
+        path = tmp_path / "masks" / (os.path.splitext(name)[0] + f".json{TEMP_MARKER}123-0123abcd")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{")
+        stale[name] = path
+    generate_masks(_dino_masker(), str(tmp_path / "images"), str(tmp_path / "masks"), shard=0, num_shards=2,
+                   progress=False)
+    assert not stale[mine[0]].exists() and stale[theirs[0]].exists()

@@ -40,3 +40,21 @@ def test_checkpoint_of_another_model_is_rejected(tmp_path):
         "1 missing tensors (b); 3 unexpected tensors (x, y, ...); 1 tensors of another shape, file vs model "
         "(c (5, 4) vs (4, 5))")
     assert _describe_mismatch(expected, dict(expected)) == ""
+
+
+def test_annotations_carry_the_generator_records_field_by_field():
+    """Each annotation holds segment-anything's own coco_rle record: same RLE, area, XYWH box,
+    predicted IoU, stability score, point (x, y) and crop box, in the generator's order."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    sam, knobs = tiny_sam(), {**TINY_SAM_GENERATOR, "box_nms_thresh": 1.0}  # no NMS: many masks
+    image = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
+    records = SamAutomaticMaskGenerator(sam, output_mode="coco_rle", **knobs).generate(image)
+    annotations = SamMasker(sam, **knobs)(image)
+    assert len(records) > 1 and len(annotations) == len(records)
+    assert len({r["predicted_iou"] for r in records} | {r["stability_score"] for r in records}) > 1
+    assert [a["id"] for a in annotations] == list(range(len(records)))  # its index in the file
+    for ann, r in zip(annotations, records):
+        assert ann["segmentation"] == r["segmentation"] and ann["area"] == r["area"] and ann["bbox"] == r["bbox"]
+        assert ann["predicted_iou"] == r["predicted_iou"] and ann["stability_score"] == r["stability_score"]
+        assert ann["point_coords"] == r["point_coords"] and ann["crop_box"] == r["crop_box"]

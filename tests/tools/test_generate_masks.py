@@ -1,6 +1,7 @@
 """tools/generate_masks.py as a user runs it: killed mid-run and restarted, shards in parallel
 processes, clear errors for missing weights."""
 import importlib.util
+import inspect
 import json
 import os
 import signal
@@ -146,3 +147,42 @@ def test_out_of_range_numbers_are_usage_errors(tmp_path, capsys, option, value, 
                       option, value])
     assert stop.value.code == 2
     assert f"error: argument {option}: {message}" in capsys.readouterr().err
+
+
+def test_defaults_are_segment_anything_and_the_release():
+    """SAM knobs default to SamAutomaticMaskGenerator's own defaults; DINO to the release's 16 clusters
+    and fast_pytorch_kmeans' 100 steps and tolerance 1e-4."""
+    from segment_anything import SamAutomaticMaskGenerator
+
+    tool = _tool()
+    parameters = inspect.signature(SamAutomaticMaskGenerator.__init__).parameters
+    args = tool.get_parser().parse_args(["--input", "i", "--output", "o", "--method", "sam"])
+    for name in tool.SAM_KNOBS:
+        assert getattr(args, name) == parameters[name].default, name
+    args = tool.get_parser().parse_args(["--input", "i", "--output", "o", "--method", "dino"])
+    assert (args.clusters, args.kmeans_iters, args.kmeans_tol) == (16, 100, 1e-4)
+
+
+def test_every_option_reaches_the_masker(monkeypatch):
+    from tests.masks.tiny_models import tiny_sam
+
+    tool = _tool()
+    common = ["--input", "i", "--output", "o", "--device", "cpu"]
+    monkeypatch.setattr(tool, "build_sam", lambda model_type, checkpoint, device="cpu": tiny_sam())
+    values = {"points_per_side": 3, "points_per_batch": 5, "pred_iou_thresh": 0.25, "stability_score_thresh": 0.5,
+              "stability_score_offset": 2.0, "box_nms_thresh": 0.3, "crop_n_layers": 1, "crop_nms_thresh": 0.4,
+              "crop_overlap_ratio": 0.2, "crop_n_points_downscale_factor": 2, "min_mask_region_area": 9}
+    assert set(values) == set(tool.SAM_KNOBS)
+    flags = [s for name, v in values.items() for s in ("--" + name.replace("_", "-"), str(v))]
+    generator = tool.build_masker(tool.get_parser().parse_args(common + ["--method", "sam"] + flags)).generator
+    for name, value in values.items():
+        if name != "points_per_side":
+            assert getattr(generator, name) == value, name
+    assert len(generator.point_grids[0]) == 3 * 3 and generator.output_mode == "coco_rle"
+
+    args = tool.get_parser().parse_args(common + [
+        "--method", "dino", "--dino-weights", "random", "--dino-model", "vit_tiny_patch16_224", "--clusters", "5",
+        "--kmeans-iters", "7", "--kmeans-tol", "0.5", "--dino-input-size", "32", "--kmeans-seed", "3"])
+    masker = tool.build_masker(args).fn.__self__
+    assert (masker.num_clusters, masker.kmeans_iters, masker.kmeans_tol) == (5, 7, 0.5)
+    assert masker.input_size == 32 and masker.seed == 3 and not masker.flip_channels

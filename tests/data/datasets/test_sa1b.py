@@ -1,4 +1,6 @@
 """SA-1B registers in both layouts (prepared, extracted tars) with numeric image ids."""
+import os
+
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
@@ -44,3 +46,9 @@ def test_prepared_layout_without_annotations_names_the_missing_mask_folder(tmp_p
     assert sa1b_layout(str(tmp_path)) == (str(tmp_path / "images"), str(tmp_path / "annotations"))
     with pytest.raises(FileNotFoundError, match=r"mask folder .*annotations' does not exist"):
         load_sa1b(str(tmp_path))
+
+
+def test_builtin_names_point_at_their_folders():
+    """sa1b_train is the resized subset (datasets/sa1b), sa1b_raw_train the full tars (datasets/sa1b_raw)."""
+    assert os.path.basename(MetadataCatalog.get("pixelclip_sa1b_train").root) == "sa1b"
+    assert os.path.basename(MetadataCatalog.get("pixelclip_sa1b_raw_train").root) == "sa1b_raw"

@@ -12,7 +12,8 @@ from pixelclip.data.mappers.mask_resolution import MaskResolutionMapper, reduce_
 from tests.conftest import make_tiny_cfg
 
 
-@pytest.mark.parametrize("shape,size", [((5, 640, 640), 256), ((3, 97, 131), 32), ((2, 20, 24), 32), ((4, 32, 32), 32)])
+@pytest.mark.parametrize("shape,size", [((5, 640, 640), 256), ((3, 97, 131), 32), ((2, 20, 24), 32), ((4, 32, 32), 32),
+                                        ((2, 48, 32), 32), ((2, 32, 48), 32)])
 def test_reduce_masks_is_nearest_interpolation(shape, size):
     masks = torch.rand(shape, generator=torch.Generator().manual_seed(0)) > 0.5
     expected = F.interpolate(masks[None].float(), size=(size, size), mode="nearest")[0] > 0.5

@@ -85,3 +85,28 @@ def test_every_single_pixel_mask_matches_detectron2(tfms):
     masks.reshape(H * W, -1)[np.arange(H * W), np.arange(H * W)] = True
     kept = _check(masks, T.TransformList(tfms))
     assert 0 < len(kept) < H * W
+
+
+def test_transforms_without_an_index_map_fall_back_to_detectron2():
+    """A rotation is no resize/crop/flip: every mask goes through apply_segmentation, and a mask that
+    leaves the image (the corner pixel, turned 30° about the centre) is dropped."""
+    masks = np.zeros((3, H, W), dtype=bool)
+    masks[0, 0, 0] = True  # rotates out of the image
+    masks[1, 5:9, 6:12] = True
+    masks[2, :, :3] = True
+    rotation = T.RotationTransform(H, W, angle=30, expand=False)
+    assert not rotation.apply_segmentation(masks[0].astype(np.uint8)).any()
+    kept = _check(masks, T.TransformList([rotation, T.HFlipTransform(W)]))
+    assert kept == [1, 2]
+
+
+def test_photometric_transforms_leave_the_masks_alone():
+    masks = _edge_masks()[1]
+    tfm = T.TransformList([T.ColorTransform(lambda img: 255 - img), T.CropTransform(X0, Y0, CW, CH)])
+    _check(masks, tfm)
+
+
+def test_with_no_mask_the_output_has_the_transformed_size():
+    extent = T.ExtentTransform(src_rect=(2, 3, 12, 9), output_size=(5, 7))  # (h, w) out
+    masks, kept = transform_rle_masks([], T.TransformList([extent]), (H, W))
+    assert masks.shape == (0, 5, 7) and kept.shape == (0,)
