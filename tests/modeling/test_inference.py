@@ -79,3 +79,19 @@ def test_autocast_runs_the_image_encoder_in_the_named_dtype_and_scores_in_float3
         out = model([{"image": image, "height": 16, "width": 16}])[0]["sem_seg"]
         assert seen.pop() == dtype, autocast
         assert out.dtype == torch.float32 and out.shape == (len(VOCABULARY), 16, 16)
+
+
+def test_set_vocabulary_refuses_an_empty_one_and_keeps_a_list():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from pixelclip.modeling.pixelclip import PixelCLIP
+
+    model = SimpleNamespace(vocabulary=["sky"])
+    for empty in ([], (), None):
+        with pytest.raises(ValueError, match="the vocabulary is empty"):
+            PixelCLIP.set_vocabulary(model, empty)
+    assert model.vocabulary == ["sky"]
+    PixelCLIP.set_vocabulary(model, ("dog", "road"))
+    assert model.vocabulary == ["dog", "road"]
