@@ -133,3 +133,32 @@ def test_library_calls_for_scripts_agree(tmp_path):
     assert rows["clip+naclip"]["mean"] == rows["clip+naclip"][name]
     cell = json.loads(open(cell_path(str(tmp_path / "grid"), "clip+naclip", name)).read())
     assert cell["dense_mode"] == "naclip" and cell["metrics"]["mIoU"] == rows["clip+naclip"][name]
+
+
+def test_protocol_names_the_slide_overlap_only_in_slide_mode():
+    from pixelclip.evaluate_all import protocol_of
+
+    whole = protocol_of(make_tiny_cfg())
+    assert whole["test_mode"] == "whole" and whole["slide_overlap"] is None
+    slide = protocol_of(make_tiny_cfg(**{"MODEL.PIXELCLIP.TEST.MODE": "slide",
+                                         "MODEL.PIXELCLIP.TEST.SLIDE_OVERLAP": 0.25}))
+    assert slide["test_mode"] == "slide" and slide["slide_overlap"] == 0.25
+
+
+def test_a_cell_of_another_config_is_recomputed_and_a_current_one_reused(tmp_path, monkeypatch):
+    """The evaluation itself is stubbed: only which cells run is checked."""
+    import pixelclip.evaluate_all as ea
+    from detectron2.data import DatasetCatalog
+
+    name = f"test_ea_stale_{uuid.uuid4().hex[:8]}"
+    DatasetCatalog.register(name, lambda: [{"file_name": "a.jpg"}, {"file_name": "b.jpg"}])
+    runs = []
+    monkeypatch.setattr(ea, "build_model_for", lambda cell_cfg: "model")
+    monkeypatch.setattr(ea, "evaluate_cell",
+                        lambda cell_cfg, model: runs.append(cell_cfg.DATASETS.TEST) or {"mIoU": 42.0})
+    methods, benchmarks = [Method("clip", "clip", "", "value")], [("mini", name)]
+    _write_cell(tmp_path, "clip", "mini", 1.0, fingerprint="from another config")
+    table = ea.evaluate_all(make_tiny_cfg(), methods, benchmarks, str(tmp_path))
+    assert runs == [(name,)] and table["mIoU"]["clip"] == {"mini": 42.0, "mean": 42.0}
+    again = ea.evaluate_all(make_tiny_cfg(), methods, benchmarks, str(tmp_path))
+    assert runs == [(name,)] and again["mIoU"] == table["mIoU"]  # the cell written by the first call is reused

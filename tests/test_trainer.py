@@ -167,3 +167,25 @@ def test_a_failed_dataset_shuts_its_loader_workers_down_before_the_next_dataset(
     finally:
         gc.enable()
     assert live_iterators == [0, 0]
+
+
+def test_labels_output_needs_every_evaluator_of_a_group_to_take_labels_and_restores_the_models_setting():
+    from detectron2.evaluation import DatasetEvaluators
+
+    model = build_model(make_tiny_cfg())
+
+    class NeedsLogits:
+        pass
+
+    class TakesLabels:
+        accepts_labels = True
+
+    with labels_output(model, DatasetEvaluators([TakesLabels(), NeedsLogits()])):
+        assert model.test_output == "logits"  # one evaluator reads sem_seg: the logits stay
+    with labels_output(model, DatasetEvaluators([TakesLabels(), TakesLabels()])):
+        assert model.test_output == "labels"
+    assert model.test_output == "logits"
+    model.test_output = "labels"  # TEST.OUTPUT labels: left as it was after the block
+    with labels_output(model, TakesLabels()):
+        assert model.test_output == "labels"
+    assert model.test_output == "labels"

@@ -43,3 +43,27 @@ def test_model_title_says_plain_clip_unless_fine_tuned_weights_are_loaded():
     assert model_title(cfg) == "PixelCLIP (model_final.pth, naclip)"
     cfg.MODEL.PIXELCLIP.DENSE_MODE = "value"
     assert model_title(cfg) == "PixelCLIP (model_final.pth)"
+
+
+def test_colorize_and_overlay_by_hand():
+    """Each id its colour; ids past the table (here 3) and the ignore label black; the overlay is
+    ⌊(1 - alpha) · image + alpha · colour⌋ per channel."""
+    colors = np.array([[255, 0, 0], [0, 200, 0], [0, 0, 100]], dtype=np.uint8)
+    labels = np.array([[0, 1, 2, 3], [-1, 2, 1, 0]])
+    rgb = colorize(labels, colors)
+    assert rgb[0].tolist() == [[255, 0, 0], [0, 200, 0], [0, 0, 100], [0, 0, 0]]
+    assert rgb[1].tolist() == [[0, 0, 0], [0, 0, 100], [0, 200, 0], [255, 0, 0]]
+    assert colorize(labels, colors, ignore_label=2)[0, 2].tolist() == [0, 0, 0]
+    image = np.full((2, 4, 3), 100, np.uint8)
+    blended = overlay(image, labels, colors, alpha=0.75)
+    assert blended[0, 0].tolist() == [216, 25, 25]  # 25 + 0.75 · 255 = 216.25; 25
+    assert blended[0, 1].tolist() == [25, 175, 25] and blended[0, 3].tolist() == [25, 25, 25]
+
+
+def test_label_png_is_8_bit_up_to_id_255_and_16_bit_from_256(tmp_path):
+    for top, mode in ((255, "L"), (256, "I;16")):
+        labels = np.array([[0, 7], [top, 1]])
+        save_label_png(str(tmp_path / f"{top}.png"), labels)
+        saved = Image.open(tmp_path / f"{top}.png")
+        assert saved.mode == mode
+        assert np.array(saved).tolist() == labels.tolist()

@@ -64,3 +64,34 @@ def test_flip_averages_with_the_flipped_image_flipped_back():
     out = flip([{"image": image, **ask}])[0]["sem_seg"]
     assert (a - b).abs().max() > 1e-3  # the flipped image scores differently
     assert torch.allclose(out, (a + b) / 2, atol=1e-6)
+
+
+def test_autocast_runs_the_image_encoder_in_the_named_dtype_and_scores_in_float32():
+    """TEST.AUTOCAST: fp16 -> float16, bf16 -> bfloat16, "" -> float32 features from the image encoder; the
+    cosine logits are float32 in every case."""
+    image = _image(64, 64, seed=3)
+    model = _model(**{"MODEL.PIXELCLIP.TEST.AUTOCAST": "fp16"})
+    assert model.autocast == "fp16"
+    seen = []
+    model.backbone.register_forward_hook(lambda module, args, out: seen.append(out["clip_dense"].dtype))
+    for autocast, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16), ("", torch.float32)):
+        model.autocast = autocast
+        out = model([{"image": image, "height": 16, "width": 16}])[0]["sem_seg"]
+        assert seen.pop() == dtype, autocast
+        assert out.dtype == torch.float32 and out.shape == (len(VOCABULARY), 16, 16)
+
+
+def test_set_vocabulary_refuses_an_empty_one_and_keeps_a_list():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from pixelclip.modeling.pixelclip import PixelCLIP
+
+    model = SimpleNamespace(vocabulary=["sky"])
+    for empty in ([], (), None):
+        with pytest.raises(ValueError, match="the vocabulary is empty"):
+            PixelCLIP.set_vocabulary(model, empty)
+    assert model.vocabulary == ["sky"]
+    PixelCLIP.set_vocabulary(model, ("dog", "road"))
+    assert model.vocabulary == ["dog", "road"]

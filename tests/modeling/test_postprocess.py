@@ -179,3 +179,32 @@ def test_upsample_argmax_on_piecewise_constant_logits_and_exact_ties():
     labels = upsample_argmax(logits, (32, 32))
     assert labels[0, 0] == 0 and labels[-1, 0] == 0 and labels[0, -1] == 2 and labels[-1, -1] == 2
     assert set(labels.unique().tolist()) == {0, 2}  # ties go to the lower class id, as argmax
+
+
+@pytest.mark.parametrize("method", ["auto", "sparse", "dense"])
+def test_two_classes_tied_at_every_output_pixel_give_the_lower_id(method):
+    """6 -> 3 columns: output column j samples source column 2j + 0.5, halfway between a column where class 0
+    scores 1 (class 1: 0) and one where class 1 scores 1 (class 0: 0), so both interpolate to exactly 0.5 in every
+    cell, each of which holds two winners. argmax takes the first maximum: class 0 everywhere."""
+    stripes = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0]).expand(4, 6)
+    logits = torch.stack([stripes, 1 - stripes])  # 2×4×6
+    reference = F.interpolate(logits[None], size=(4, 3), mode="bilinear", align_corners=False)[0]
+    assert (reference == 0.5).all()
+    assert torch.equal(upsample_argmax(logits, (4, 3), method=method), torch.zeros(4, 3, dtype=torch.int64))
+
+
+def test_auto_takes_the_dense_path_only_for_logits_without_spatial_structure(monkeypatch):
+    """As the docstring says: regions of one class cost little on the sparse path (few cells hold a boundary);
+    noise with 150 classes (every cell mixed, many candidates) costs more than interpolating every class."""
+    import pixelclip.modeling.postprocess as postprocess
+
+    calls = []
+    dense = postprocess._dense_argmax
+    monkeypatch.setattr(postprocess, "_dense_argmax", lambda x, *a: calls.append(x.shape[0]) or dense(x, *a))
+    regions = torch.zeros(150, 16, 16)
+    regions[3, :8], regions[70, 8:] = 1.0, 1.0  # two halves
+    noise = torch.randn(150, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = upsample_argmax(torch.stack([regions, noise]), (64, 64))
+    assert calls == [1]  # one image, the noise, on the dense path
+    reference = F.interpolate(torch.stack([regions, noise]), size=(64, 64), mode="bilinear", align_corners=False)
+    assert torch.equal(labels, reference.argmax(1))

@@ -60,3 +60,42 @@ def test_windows_cover_every_pixel_up_to_the_last_row_and_column(size, tops, lef
     assert (out[0] == 1).all()  # every cell covered (an uncovered one would be 0)
     # the last row and column of cells come from windows flush with the image's bottom / right edge
     assert out[1, -1].max() == max(tops) and out[2, :, -1].max() == max(lefts)
+
+
+def test_window_origins_off_the_logit_grid_go_to_the_nearest_cell():
+    """123×100: window tops 0, 48, 59 and lefts 0, 36, 52, i.e. 0, 12, 14.75 and 0, 9, 13 logit cells. The last
+    row of windows starts at the nearest cell, 15, and covers cells 15..30: all 31 rows (round(123 / 4)) of the
+    output, the last one from that window alone."""
+    record = []
+    out = _slide(123, 100, record)
+    assert sorted(record) == sorted((y, x) for y in (0, 48, 59) for x in (0, 36, 52))
+    assert out.shape == (3, 31, 25)
+    cell = {0: 0, 48: 12, 59: 15, 36: 9, 52: 13}  # pixel origin -> nearest logit cell, by hand
+    expected = torch.zeros(3, 31, 25)
+    for i in range(31):
+        for j in range(25):
+            covering = [(y, x) for y in (0, 48, 59) for x in (0, 36, 52)
+                        if cell[y] <= i < cell[y] + 16 and cell[x] <= j < cell[x] + 12]
+            expected[:, i, j] = torch.tensor([1.0, sum(y for y, _ in covering) / len(covering),
+                                              sum(x for _, x in covering) / len(covering)])
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    assert out[1, 30].unique().tolist() == [59.0]
+
+
+def test_a_non_square_window_resizes_its_logits_bilinearly():
+    """A 64×48 window scores 16×16 logits; on the 1/4 grid it spans 16×12 cells, so its logits are resized along x
+    (bilinear, half-pixel centres: cell j samples column (j + 0.5) · 16 / 12 - 0.5 of the window's logits). A
+    ramp holding each logit's column is resized to exactly that position; its rows are left as they are."""
+    image = torch.zeros(3, 64, 48)
+
+    def score(crops, text):  # N×K×16×16: class 0 holds the column index, class 1 the row index
+        ramp = torch.arange(RESOLUTION, dtype=torch.float32)
+        return torch.stack([ramp[None, :].expand(RESOLUTION, -1), ramp[:, None].expand(-1, RESOLUTION)])[None]
+
+    model = SimpleNamespace(clip_resolution=WINDOW, slide_overlap=OVERLAP, test_feature_resolution=RESOLUTION,
+                            _score=score)
+    out = PixelCLIP._slide_logits(model, image, torch.zeros(2, 8))
+    assert out.shape == (2, 16, 12)
+    columns = torch.tensor([(j + 0.5) * 16 / 12 - 0.5 for j in range(12)])
+    torch.testing.assert_close(out[0], columns[None, :].expand(16, -1), rtol=0, atol=1e-5)
+    torch.testing.assert_close(out[1], torch.arange(16.0)[:, None].expand(-1, 12), rtol=0, atol=1e-5)

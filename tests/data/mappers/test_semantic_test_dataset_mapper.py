@@ -50,3 +50,26 @@ def test_a_16_bit_grayscale_image_is_scaled_to_8_bits_not_clipped(tmp_path):
     out = mapper({"file_name": str(tmp_path / "g16.png")})
     assert out["image"].shape == (3, 30, 45)
     assert out["image"][:, :, 20:].unique().tolist() == [128] and out["image"][:, :, :10].unique().tolist() == [255]
+
+
+def test_the_resize_is_pils_bilinear_and_the_long_side_is_capped_by_max_size_test(tmp_path):
+    """60×90 with MIN_SIZE_TEST 30, MAX_SIZE_TEST 40 (MAX_SIZE_TRAIN elsewhere): the short side to 30 makes the
+    long one 45 > 40, so both scale by 40 / 45: 26.67 -> 27 rows, 40 columns (Detectron2's ResizeShortestEdge,
+    rounded half up). The pixels are PIL's bilinear resize of the file."""
+    pixels = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    cfg = make_tiny_cfg(**{"INPUT.MIN_SIZE_TEST": 30, "INPUT.MAX_SIZE_TEST": 40, "INPUT.MAX_SIZE_TRAIN": 1000})
+    out = build_test_mapper(cfg, "any")({"file_name": str(tmp_path / "a.png")})
+    expected = np.asarray(Image.fromarray(pixels).resize((40, 27), Image.BILINEAR))
+    assert out["image"].shape == (3, 27, 40) and (out["height"], out["width"]) == (60, 90)
+    assert np.array_equal(out["image"].permute(1, 2, 0).numpy(), expected)
+
+
+def test_the_defaults_are_the_release_test_size_short_640_long_at_most_2560(tmp_path):
+    """METHOD.md: the test image's short side is 640, its long side at most 2560. A 10×50 image: short side 640
+    makes the long one 3200, capped to 2560, so 512×2560."""
+    Image.fromarray(np.zeros((10, 50, 3), np.uint8)).save(tmp_path / "wide.png")
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "small.png")
+    mapper = SemanticTestMapper()
+    assert mapper({"file_name": str(tmp_path / "wide.png")})["image"].shape == (3, 512, 2560)
+    assert mapper({"file_name": str(tmp_path / "small.png")})["image"].shape == (3, 640, 960)
