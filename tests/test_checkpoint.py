@@ -284,3 +284,16 @@ def test_frozen_text_tower_tensors_missing_from_the_file_keep_their_values_with_
     assert all(torch.equal(after[k], before[k]) for k in frozen)
     assert torch.equal(after["prompts.prompt_tokens"], source.state_dict()["prompts.prompt_tokens"])
     assert f"{len(frozen)} tensors (backbone.clip_model.ln_final." in caplog.text
+
+
+def test_a_frozen_tensor_of_another_shape_is_refused(tmp_path):
+    """A shape mismatch is refused even where only a frozen tensor differs (here the text tower's position
+    embedding of a shorter context): Detectron2 would skip it and keep the model's own."""
+    state = _model(seed=1).state_dict()
+    key = "backbone.clip_model.positional_embedding"
+    state[key] = state[key][:20].clone()  # the tiny text tower has a context of 32
+    torch.save({"model": state}, tmp_path / "short_context.pth")
+    model = _model(seed=2)
+    with pytest.raises(CheckpointError, match=r"1 tensors have another shape \(checkpoint vs model: "
+                                              r"backbone\.clip_model\.positional_embedding \(20, "):
+        PixelCLIPCheckpointer(model).load(str(tmp_path / "short_context.pth"))
