@@ -163,3 +163,16 @@ def test_a_checkpoint_with_python_objects_is_read_only_when_trusted(clips, tmp_p
     merged = torch.load(tmp_path / "out.pth", weights_only=False)
     assert merged["args"].lr == 1e-4
     assert torch.equal(merged["model"]["clip_rec_head.proj"], pixelclip["visual.proj"])
+
+
+def test_refuses_a_text_tower_that_differs_in_one_value(clips):
+    """PixelCLIP never trains the text tower, so any difference at all (one element, by 2^-20) means another CLIP."""
+    original, pixelclip = clips
+    san = san_state_dict(original)
+    nudged = dict(pixelclip)
+    nudged["ln_final.weight"] = pixelclip["ln_final.weight"].clone()
+    nudged["ln_final.weight"][0] += 2.0 ** -20
+    with pytest.raises(SanWeightsError, match="text towers differ"):
+        merge_into_san(san, nudged)
+    report = merge_into_san(san, nudged, allow_other_text=True)
+    assert report.text_max_abs_difference == pytest.approx(2.0 ** -20, rel=1e-3)
