@@ -99,3 +99,14 @@ def test_a_vocabulary_first_encoded_inside_autocast_is_cached_in_float32(tmp_pat
     with torch.autocast("cpu", dtype=dtype):
         low = clf.text_encoder(clf.text_encoder.tokenize(["a photo of a class 1."]))
     assert low.dtype == dtype
+
+
+def test_the_file_key_leaves_the_device_out(tmp_path):
+    """A cached file is keyed by the class names and templates only: the device of the classifier's key is
+    not in it, so a run on another device reads the same file."""
+    clf = _classifier(tmp_path, templates="single")
+    clf(["sky", "sofa, couch"])
+    files = list(tmp_path.glob("*.pt"))
+    assert len(files) == 1
+    stored = torch.load(files[0], map_location="cpu", weights_only=True)
+    assert stored["key"] == [["sky", "sofa, couch"], list(get_templates("single"))]
