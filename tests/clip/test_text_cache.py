@@ -110,3 +110,18 @@ def test_the_file_key_leaves_the_device_out(tmp_path):
     assert len(files) == 1
     stored = torch.load(files[0], map_location="cpu", weights_only=True)
     assert stored["key"] == [["sky", "sofa, couch"], list(get_templates("single"))]
+
+
+def test_a_file_that_belongs_to_another_vocabulary_is_not_used(tmp_path):
+    """A file stores its own key: one found under another vocabulary's name (a hash collision, a copied
+    file) is ignored, and that vocabulary is encoded."""
+    clf = _classifier(tmp_path, templates="single")
+    sky = clf(["sky"])
+    (written,) = tmp_path.glob("*.pt")
+    other = _classifier(tmp_path, templates="single")
+    target = other._cache.path_for((("grass",), other.templates, "cpu"))
+    os.replace(written, target)
+    encoded = _count_texts(other)
+    grass = other(["grass"])
+    assert sum(encoded) == 1 and not torch.equal(grass, sky)
+    assert torch.equal(grass, _classifier(None, templates="single")(["grass"]))
