@@ -196,3 +196,15 @@ def test_half_precision_weights_are_written_in_float32():
     for name, rows in (("q", slice(0, 2)), ("k", slice(2, 4)), ("v", slice(4, 6))):
         assert torch.equal(out[stem + f"{name}_proj_weight"], w[rows].float())
     assert torch.equal(out[P + "logit_scale"], torch.tensor(2.5))
+
+
+def test_a_nan_in_the_model_is_a_difference():
+    """max |model - export| is NaN where the model holds a NaN: that tensor is listed, whatever ``atol``."""
+    export = {"model": {P + "visual.proj": torch.ones(2, 3), P + "logit_scale": torch.tensor(1.0)}}
+    model = {P + "visual.proj": torch.tensor([[1.0, float("nan"), 1.0], [1.0, 1.0, 1.0]]),
+             P + "logit_scale": torch.tensor(1.0)}
+    report = compare_with_export(model, export, atol=1.0)
+    assert report.checked == 2 and not report.ok
+    assert report.values == [P + "visual.proj: max |diff| nan"]
+    with pytest.raises(CATSegWeightsError, match="1 values differ"):
+        assert_model_holds_export(model, export)
