@@ -86,3 +86,15 @@ def test_masks_from_outputs_of_d2_models():
     assert masks.shape == (2, 2, 3) and probs is None  # category 4 is outside the vocabulary
     with pytest.raises(ValueError, match="cannot find masks"):
         masks_from_output({"sem_seg": torch.zeros(3, 2, 2)}, 3)
+
+
+def test_nonnegative_mask_logits_are_still_logits():
+    """``pred_masks`` with a value above 1 are logits even when none is negative: sigmoid(0.3) = 0.574 > 0.5, so
+    the 0.3 pixel is inside; sigmoid(0) = 0.5 is not above the threshold, so the 0 pixel is outside."""
+    logits = torch.tensor([[[0.0, 0.3], [2.0, 0.0]]])
+    masks, probs = masks_from_output({"pred_masks": logits}, num_classes=3)
+    assert probs is None
+    assert masks.tolist() == [[[False, True], [True, False]]]
+    # probabilities (all within [0, 1]) are thresholded as they are
+    masks, _ = masks_from_output({"pred_masks": torch.tensor([[[0.3, 0.6]]])}, num_classes=3)
+    assert masks.tolist() == [[[False, True]]]
