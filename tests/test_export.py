@@ -564,3 +564,18 @@ def test_merge_into_a_d2_pickle_keeps_its_float16_arrays(tmp_path):
     for key in report.replaced:
         assert merged["model"][key].dtype == np.float16
         np.testing.assert_array_equal(merged["model"][key], ours[key[len("backbone.clip_model."):]].half().numpy())
+
+
+def test_merge_into_a_float16_torch_checkpoint_keeps_float16(tmp_path):
+    """A ``.pth`` target storing its CLIP in float16 gets the fine-tuned weights rounded to float16."""
+    model = _trained_model("PixelCLIP-Tiny-ViT")
+    ckpt = _save(model, tmp_path / "pixelclip.pth")
+    target = _target_checkpoint("backbone.clip_model.", "PixelCLIP-Tiny-ViT")
+    target["model"] = {k: v.half() for k, v in target["model"].items()}
+    torch.save(target, tmp_path / "target.pth")
+    report = merge_visual_weights(ckpt, str(tmp_path / "target.pth"), "fcclip", str(tmp_path / "merged.pth"))
+    merged = torch.load(tmp_path / "merged.pth", weights_only=True)["model"]
+    ours = model.backbone.clip_model.state_dict()
+    for key in report.replaced:
+        assert merged[key].dtype == torch.float16
+        assert torch.equal(merged[key], ours[key[len("backbone.clip_model."):]].half())

@@ -98,3 +98,19 @@ def test_nonnegative_mask_logits_are_still_logits():
     # probabilities (all within [0, 1]) are thresholded as they are
     masks, _ = masks_from_output({"pred_masks": torch.tensor([[[0.3, 0.6]]])}, num_classes=3)
     assert masks.tolist() == [[[False, True]]]
+
+
+def test_instance_scores_become_clamped_smoothed_one_hot_probabilities():
+    """K = 3. A score of 1 is clamped to 0.999 (the rest 0.001 / 2 each); a score equal to the threshold is
+    kept; a class id the vocabulary does not have (K or more) gives no probabilities at all."""
+    inst = Instances((2, 2))
+    inst.pred_masks = torch.ones(3, 2, 2, dtype=torch.bool)
+    inst.scores = torch.tensor([1.0, 0.25, 0.2])
+    inst.pred_classes = torch.tensor([2, 0, 1])
+    masks, probs = masks_from_output({"instances": inst}, num_classes=3, score_threshold=0.25)
+    assert masks.shape == (2, 2, 2)
+    expected = torch.tensor([[0.0005, 0.0005, 0.999], [0.25, 0.375, 0.375]])
+    torch.testing.assert_close(probs, expected, atol=1e-6, rtol=0)
+    inst.pred_classes = torch.tensor([2, 3, 1])
+    masks, probs = masks_from_output({"instances": inst}, num_classes=3)
+    assert masks.shape == (3, 2, 2) and probs is None
