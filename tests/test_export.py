@@ -579,3 +579,17 @@ def test_merge_into_a_float16_torch_checkpoint_keeps_float16(tmp_path):
     for key in report.replaced:
         assert merged[key].dtype == torch.float16
         assert torch.equal(merged[key], ours[key[len("backbone.clip_model."):]].half())
+
+
+def test_merge_refuses_a_target_image_key_it_cannot_fill(tmp_path):
+    """A target image-encoder tensor the fine-tuned CLIP has no counterpart for would keep the old weights:
+    the merge is refused and writes nothing."""
+    model = _trained_model("PixelCLIP-Tiny-ViT")
+    ckpt = _save(model, tmp_path / "pixelclip.pth")
+    target = _target_checkpoint("backbone.clip_model.", "PixelCLIP-Tiny-ViT")
+    target["model"]["backbone.clip_model.visual.adapter.weight"] = torch.zeros(4, 4)
+    torch.save(target, tmp_path / "target.pth")
+    with pytest.raises(ExportError, match=r"1 target image-encoder keys have no counterpart, "
+                                          r"e\.g\. \['backbone\.clip_model\.visual\.adapter\.weight'\]"):
+        merge_visual_weights(ckpt, str(tmp_path / "target.pth"), "fcclip", str(tmp_path / "merged.pth"))
+    assert not (tmp_path / "merged.pth").exists()

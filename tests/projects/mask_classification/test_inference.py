@@ -114,3 +114,12 @@ def test_instance_scores_become_clamped_smoothed_one_hot_probabilities():
     inst.pred_classes = torch.tensor([2, 3, 1])
     masks, probs = masks_from_output({"instances": inst}, num_classes=3)
     assert masks.shape == (3, 2, 2) and probs is None
+
+
+def test_seen_classes_match_by_synonym_whatever_the_case():
+    """A vocabulary class is seen when one of its comma-separated synonyms, compared without case and
+    surrounding spaces, is a synonym of a seen class."""
+    vocabulary = ["Dog, Puppy", "cat", "sky, heaven", "tree"]
+    seen = seen_class_mask(vocabulary, ["puppy", " CAT ", "Heaven, firmament"])
+    assert seen.tolist() == [True, True, True, False]
+    assert seen_class_mask(vocabulary, None).tolist() == [False] * 4
