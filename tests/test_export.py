@@ -593,3 +593,17 @@ def test_merge_refuses_a_target_image_key_it_cannot_fill(tmp_path):
                                           r"e\.g\. \['backbone\.clip_model\.visual\.adapter\.weight'\]"):
         merge_visual_weights(ckpt, str(tmp_path / "target.pth"), "fcclip", str(tmp_path / "merged.pth"))
     assert not (tmp_path / "merged.pth").exists()
+
+
+def test_state_dict_of_converts_arrays_and_strips_only_a_prefix_every_key_has(tmp_path):
+    """numpy arrays become tensors of the same values; ``module.`` is removed only when every key has it."""
+    from pixelclip.export import load_state_dict_file, state_dict_of
+
+    arrays = {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([1.5], dtype=np.float64)}
+    with open(tmp_path / "arrays.pkl", "wb") as f:
+        pickle.dump({"model": arrays}, f)
+    sd = load_state_dict_file(str(tmp_path / "arrays.pkl"))
+    assert sd.keys() == arrays.keys()
+    assert all(isinstance(v, torch.Tensor) and np.array_equal(v.numpy(), arrays[k]) for k, v in sd.items())
+    assert state_dict_of({"module.x": torch.ones(1), "module.y": torch.zeros(1)}).keys() == {"x", "y"}
+    assert state_dict_of({"module.x": torch.ones(1), "y": torch.zeros(1)}).keys() == {"module.x", "y"}
