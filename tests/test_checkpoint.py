@@ -262,3 +262,38 @@ def test_a_temporary_left_by_a_killed_save_is_removed_when_the_checkpointer_star
     os.utime(stale, (old, old))
     checkpointer.save("model_0000003")  # and before each save
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000003.pth"]
+
+
+def test_frozen_text_tower_tensors_missing_from_the_file_keep_their_values_with_a_warning(tmp_path, caplog):
+    """Only the image encoder and the trained parts (``requires_grad``) are required; a file without some of the
+    frozen text tower loads, those tensors keep their (CLIP_PRETRAINED) values and the warning counts them."""
+    source = _model(seed=1)
+    frozen = [k for k, p in source.named_parameters() if k.startswith("backbone.clip_model.ln_final.")]
+    assert frozen and not any(dict(source.named_parameters())[k].requires_grad for k in frozen)
+    torch.save({"model": {k: v for k, v in source.state_dict().items() if k not in frozen}}, tmp_path / "no_ln_final.pth")
+    model = _model(seed=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    logger = logging.getLogger("pixelclip.checkpoint")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="pixelclip.checkpoint"):
+            PixelCLIPCheckpointer(model).load(str(tmp_path / "no_ln_final.pth"))
+    finally:
+        logger.removeHandler(caplog.handler)
+    after = model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in frozen)
+    assert torch.equal(after["prompts.prompt_tokens"], source.state_dict()["prompts.prompt_tokens"])
+    assert f"{len(frozen)} tensors (backbone.clip_model.ln_final." in caplog.text
+
+
+def test_a_frozen_tensor_of_another_shape_is_refused(tmp_path):
+    """A shape mismatch is refused even where only a frozen tensor differs (here the text tower's position
+    embedding of a shorter context): Detectron2 would skip it and keep the model's own."""
+    state = _model(seed=1).state_dict()
+    key = "backbone.clip_model.positional_embedding"
+    state[key] = state[key][:20].clone()  # the tiny text tower has a context of 32
+    torch.save({"model": state}, tmp_path / "short_context.pth")
+    model = _model(seed=2)
+    with pytest.raises(CheckpointError, match=r"1 tensors have another shape \(checkpoint vs model: "
+                                              r"backbone\.clip_model\.positional_embedding \(20, "):
+        PixelCLIPCheckpointer(model).load(str(tmp_path / "short_context.pth"))

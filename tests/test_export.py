@@ -531,3 +531,79 @@ def test_export_logs_the_loaded_tensors_not_a_random_initialisation(tmp_path):
     finally:
         logging.getLogger().removeHandler(records)
     assert "initialized randomly" in "\n".join(records.lines)
+
+
+def test_teacher_of_a_release_checkpoint_is_exported(tmp_path):
+    """The release keeps its EMA image encoder under ``teacher_encoder.visual.*``: ``use_teacher`` exports
+    exactly those tensors as ``visual.*`` (and the student's text tower)."""
+    model = _trained_model("PixelCLIP-Tiny-ViT")
+    release = tmp_path / "release.pth"
+    torch.save({"model": _release_layout(model)}, release)
+    export_open_clip(str(release), "PixelCLIP-Tiny-ViT", str(tmp_path / "teacher.pt"), use_teacher=True)
+    out = torch.load(tmp_path / "teacher.pt", weights_only=True)
+    state = model.state_dict()
+    teacher = {k[len("teacher.encoder."):]: v for k, v in state.items() if k.startswith("teacher.encoder.")}
+    assert {k for k in out if k.startswith("visual.")} == {"visual." + k for k in teacher}
+    assert all(torch.equal(out["visual." + k], v) for k, v in teacher.items())
+    assert any(not torch.equal(v, state["backbone.clip_model.visual." + k]) for k, v in teacher.items())
+    assert torch.equal(out["token_embedding.weight"], state["backbone.clip_model.token_embedding.weight"])
+
+
+def test_merge_into_a_d2_pickle_keeps_its_float16_arrays(tmp_path):
+    """A ``.pkl`` target of float16 numpy arrays gets the fine-tuned weights rounded to float16."""
+    model = _trained_model("PixelCLIP-Tiny-ViT")
+    ckpt = _save(model, tmp_path / "pixelclip.pth")
+    target = _target_checkpoint("backbone.clip_model.", "PixelCLIP-Tiny-ViT")
+    target["model"] = {k: v.half().numpy() for k, v in target["model"].items()}
+    with open(tmp_path / "target.pkl", "wb") as f:
+        pickle.dump(target, f)
+    report = merge_visual_weights(ckpt, str(tmp_path / "target.pkl"), "fcclip", str(tmp_path / "merged.pkl"))
+    with open(tmp_path / "merged.pkl", "rb") as f:
+        merged = pickle.load(f)
+    ours = model.backbone.clip_model.state_dict()
+    for key in report.replaced:
+        assert merged["model"][key].dtype == np.float16
+        np.testing.assert_array_equal(merged["model"][key], ours[key[len("backbone.clip_model."):]].half().numpy())
+
+
+def test_merge_into_a_float16_torch_checkpoint_keeps_float16(tmp_path):
+    """A ``.pth`` target storing its CLIP in float16 gets the fine-tuned weights rounded to float16."""
+    model = _trained_model("PixelCLIP-Tiny-ViT")
+    ckpt = _save(model, tmp_path / "pixelclip.pth")
+    target = _target_checkpoint("backbone.clip_model.", "PixelCLIP-Tiny-ViT")
+    target["model"] = {k: v.half() for k, v in target["model"].items()}
+    torch.save(target, tmp_path / "target.pth")
+    report = merge_visual_weights(ckpt, str(tmp_path / "target.pth"), "fcclip", str(tmp_path / "merged.pth"))
+    merged = torch.load(tmp_path / "merged.pth", weights_only=True)["model"]
+    ours = model.backbone.clip_model.state_dict()
+    for key in report.replaced:
+        assert merged[key].dtype == torch.float16
+        assert torch.equal(merged[key], ours[key[len("backbone.clip_model."):]].half())
+
+
+def test_merge_refuses_a_target_image_key_it_cannot_fill(tmp_path):
+    """A target image-encoder tensor the fine-tuned CLIP has no counterpart for would keep the old weights:
+    the merge is refused and writes nothing."""
+    model = _trained_model("PixelCLIP-Tiny-ViT")
+    ckpt = _save(model, tmp_path / "pixelclip.pth")
+    target = _target_checkpoint("backbone.clip_model.", "PixelCLIP-Tiny-ViT")
+    target["model"]["backbone.clip_model.visual.adapter.weight"] = torch.zeros(4, 4)
+    torch.save(target, tmp_path / "target.pth")
+    with pytest.raises(ExportError, match=r"1 target image-encoder keys have no counterpart, "
+                                          r"e\.g\. \['backbone\.clip_model\.visual\.adapter\.weight'\]"):
+        merge_visual_weights(ckpt, str(tmp_path / "target.pth"), "fcclip", str(tmp_path / "merged.pth"))
+    assert not (tmp_path / "merged.pth").exists()
+
+
+def test_state_dict_of_converts_arrays_and_strips_only_a_prefix_every_key_has(tmp_path):
+    """numpy arrays become tensors of the same values; ``module.`` is removed only when every key has it."""
+    from pixelclip.export import load_state_dict_file, state_dict_of
+
+    arrays = {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([1.5], dtype=np.float64)}
+    with open(tmp_path / "arrays.pkl", "wb") as f:
+        pickle.dump({"model": arrays}, f)
+    sd = load_state_dict_file(str(tmp_path / "arrays.pkl"))
+    assert sd.keys() == arrays.keys()
+    assert all(isinstance(v, torch.Tensor) and np.array_equal(v.numpy(), arrays[k]) for k, v in sd.items())
+    assert state_dict_of({"module.x": torch.ones(1), "module.y": torch.zeros(1)}).keys() == {"x", "y"}
+    assert state_dict_of({"module.x": torch.ones(1), "y": torch.zeros(1)}).keys() == {"module.x", "y"}

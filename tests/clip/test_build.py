@@ -63,3 +63,15 @@ def test_unknown_policy_is_rejected():
     model, _ = build_clip_model("PixelCLIP-Tiny-ViT", "")
     with pytest.raises(ValueError, match="CLIP_FINETUNE"):
         apply_finetune_policy(model.visual, "lora")
+
+
+def test_conv_policy_trains_the_depthwise_convolutions_of_a_convnext():
+    """``conv`` on a ConvNeXt: the depthwise convolution (``conv_dw``, weight and bias) of every block of every
+    stage trains; nothing else does (the blocks' MLPs and norms, the stem, the head)."""
+    model, _ = build_clip_model("PixelCLIP-Tiny-ConvNeXt", "")
+    visual = model.visual
+    names = apply_finetune_policy(visual, "conv")
+    blocks = [f"trunk.stages.{i}.blocks.{j}" for i, stage in enumerate(visual.trunk.stages) for j in range(len(stage.blocks))]
+    assert len(blocks) == 12
+    assert set(names) == {f"{b}.conv_dw.{p}" for b in blocks for p in ("weight", "bias")}
+    assert {n for n, p in visual.named_parameters() if p.requires_grad} == set(names)

@@ -90,6 +90,7 @@ def test_convnext_every_head_kind_is_applied_per_pixel(proj):
 
     torch.manual_seed(0)
     visual = TimmModel("convnext_atto", embed_dim=24, image_size=64, pool="", proj=proj).eval()
+    _randomise_biases(visual)  # timm zero-initialises the classifier bias (the 1×1 conv of proj "none")
     images = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
         ours = dense_features(visual, images)
@@ -124,3 +125,61 @@ def test_vit_dense_follows_both_open_clip_layouts():
     legacy.transformer = _SequenceFirstTransformer(_sequence_first_blocks(model.visual.transformer))
     for visual in (model.visual, flipped, legacy):
         torch.testing.assert_close(dense_features(visual, images), expected, atol=1e-5, rtol=1e-5)
+
+
+def _randomise_biases(module, seed: int = 1):
+    """open_clip zero-initialises the attention and projection biases: give every bias and LayerNorm shift
+    a value, so a formula that drops one differs from one that keeps it."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if name.endswith("bias"):
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+
+
+def test_vit_dense_value_path_keeps_the_attention_biases():
+    """The value path is ``out_proj(v_proj(ln_1(x)))`` with both biases: the step-by-step reference above
+    (``b_v``, ``b_out``), and torch's own ``nn.MultiheadAttention`` with each token attending only to itself."""
+    torch.manual_seed(0)
+    model, _ = build_clip_model("PixelCLIP-Tiny-ViT", "")
+    visual = model.visual
+    _randomise_biases(visual)
+    images = torch.randn(2, 3, 48, 64)
+    ours = dense_features(visual, images)
+    assert torch.allclose(ours, _reference_vit_dense(visual, images), atol=1e-5)
+    # the last block's value path from nn.MultiheadAttention itself: an identity attention pattern
+    from pixelclip.clip.dense import value_path_block
+
+    last = visual.transformer.resblocks[-1]
+    x = torch.randn(2, 5, visual.conv1.weight.shape[0])
+    eye = torch.full((5, 5), float("-inf")).fill_diagonal_(0.0)
+    y = last.ln_1(x)
+    attn = last.attn
+    own = attn(y, y, y, attn_mask=eye, need_weights=False)[0] if attn.batch_first else \
+        attn(*(y.transpose(0, 1),) * 3, attn_mask=eye, need_weights=False)[0].transpose(0, 1)
+    x1 = last.ls_1(own) + x[:, :1]
+    expected = x1 + last.ls_2(last.mlp(last.ln_2(x1)))
+    assert torch.allclose(value_path_block(last, x), expected, atol=1e-5)
+
+
+def test_position_embedding_of_a_non_square_grid_keeps_rows_and_columns():
+    """A (1 + gh*gw)×D embedding is row-major over a gh×gw grid: channel 0 holds the row index and channel 1
+    the column index of each patch. Resized to another grid, rows stay rows (channel 0 constant along each
+    output row, equal to the first/last input row at the edges of a bicubic resize with edge padding) and
+    columns stay columns; the CLS row is unchanged."""
+    from pixelclip.clip.dense import interpolate_positional_embedding
+
+    gh, gw = 2, 3
+    rows = torch.arange(gh, dtype=torch.float32).repeat_interleave(gw)
+    cols = torch.arange(gw, dtype=torch.float32).repeat(gh)
+    pos = torch.cat([torch.tensor([[7.0, -7.0]]), torch.stack([rows, cols], dim=1)])
+    out = interpolate_positional_embedding(pos, (gh, gw), (4, 6))
+    assert out.shape == (1 + 4 * 6, 2)
+    assert torch.equal(out[0], pos[0])
+    grid = out[1:].reshape(4, 6, 2)
+    # channel 0 depends on the row only, channel 1 on the column only
+    assert torch.allclose(grid[..., 0], grid[:, :1, 0].expand(4, 6), atol=1e-6)
+    assert torch.allclose(grid[..., 1], grid[:1, :, 1].expand(4, 6), atol=1e-6)
+    # a linear ramp is resized along its own axis: increasing, from about 0 to about gh-1 / gw-1
+    assert bool((grid[1:, 0, 0] >= grid[:-1, 0, 0]).all()) and bool((grid[0, 1:, 1] >= grid[0, :-1, 1]).all())
+    assert float(grid[-1, 0, 0]) > 0.5 * (gh - 1) and float(grid[0, -1, 1]) > 0.5 * (gw - 1)

@@ -196,3 +196,33 @@ def test_the_prompt_forward_reads_nothing_back_from_the_device():
     with Record() as record:
         prompts()
     assert not readbacks & set(record.names)
+
+
+@pytest.mark.parametrize("pool_type", ["argmax", "eos", "last", "first"])
+def test_every_text_pool_type_equals_open_clips_encode_text(pool_type):
+    """open_clip's ``text_global_pool`` is the reference for each pooling. For ``eos`` the end token is a word
+    id of the prompt, not CLIP's EOT (the largest id): pooling by argmax would read another position."""
+    torch.manual_seed(0)
+    model, tokenizer = build_clip_model("PixelCLIP-Tiny-ViT", "")
+    tokens = tokenizer(["a photo of a dog", "a dog on the grass in the sun"], context_length=model.context_length)
+    model.text_pool_type = pool_type
+    model.text_eos_id = int(tokens[0, 1])  # the word "a": position 1 in both prompts, far from their EOT
+    enc = TextEncoder(model, tokenizer)
+    assert enc.pool_type == pool_type
+    assert (tokens == model.text_eos_id).any(dim=1).all()  # each prompt holds the chosen end token
+    with torch.no_grad():
+        torch.testing.assert_close(enc(tokens), model.encode_text(tokens), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+def test_vocabulary_encoded_in_batches_is_every_text_once(batch_size):
+    """2 classes × 8 templates = 16 texts in batches of ``batch_size`` (the last one partial): each class is
+    the renormalised mean of its 8 unit text embeddings, computed here with open_clip's ``encode_text``."""
+    model, enc = _encoder()
+    templates = get_templates("imagenet_select")
+    clf = VocabularyClassifier(enc, templates, batch_size=batch_size)
+    emb = clf(["dog", "sky"])
+    for row, word in zip(emb, ["dog", "sky"]):
+        with torch.no_grad():
+            texts = F.normalize(model.encode_text(enc.tokenize([t.format(word) for t in templates])), dim=-1)
+        torch.testing.assert_close(row, F.normalize(texts.mean(0), dim=-1), atol=1e-5, rtol=1e-5)

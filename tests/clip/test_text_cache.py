@@ -99,3 +99,29 @@ def test_a_vocabulary_first_encoded_inside_autocast_is_cached_in_float32(tmp_pat
     with torch.autocast("cpu", dtype=dtype):
         low = clf.text_encoder(clf.text_encoder.tokenize(["a photo of a class 1."]))
     assert low.dtype == dtype
+
+
+def test_the_file_key_leaves_the_device_out(tmp_path):
+    """A cached file is keyed by the class names and templates only: the device of the classifier's key is
+    not in it, so a run on another device reads the same file."""
+    clf = _classifier(tmp_path, templates="single")
+    clf(["sky", "sofa, couch"])
+    files = list(tmp_path.glob("*.pt"))
+    assert len(files) == 1
+    stored = torch.load(files[0], map_location="cpu", weights_only=True)
+    assert stored["key"] == [["sky", "sofa, couch"], list(get_templates("single"))]
+
+
+def test_a_file_that_belongs_to_another_vocabulary_is_not_used(tmp_path):
+    """A file stores its own key: one found under another vocabulary's name (a hash collision, a copied
+    file) is ignored, and that vocabulary is encoded."""
+    clf = _classifier(tmp_path, templates="single")
+    sky = clf(["sky"])
+    (written,) = tmp_path.glob("*.pt")
+    other = _classifier(tmp_path, templates="single")
+    target = other._cache.path_for((("grass",), other.templates, "cpu"))
+    os.replace(written, target)
+    encoded = _count_texts(other)
+    grass = other(["grass"])
+    assert sum(encoded) == 1 and not torch.equal(grass, sky)
+    assert torch.equal(grass, _classifier(None, templates="single")(["grass"]))

@@ -61,3 +61,23 @@ def test_a_local_file_and_random_weights_need_no_cache(tmp_path):
     assert locate_clip_weights("PixelCLIP-Tiny-ViT", "").source == "random"
     with pytest.raises(ClipWeightsError, match="CLIP checkpoint file not found: .*missing.pt"):
         locate_clip_weights("PixelCLIP-Tiny-ViT", str(tmp_path / "missing.pt"))
+
+
+def test_the_safetensors_file_open_clip_prefers_is_found_in_the_hub_cache(tmp_path, monkeypatch, no_download):
+    """open_clip's ``download_pretrained_from_hf`` asks for ``open_clip_model.safetensors`` before
+    ``open_clip_pytorch_model.bin``: a cache holding only the safetensors file (or both) is a cache hit on it."""
+    from open_clip.pretrained import _get_safe_alternatives
+
+    assert "open_clip_model.safetensors" in list(_get_safe_alternatives("open_clip_pytorch_model.bin"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = tmp_path / "models--timm--vit_base_patch16_clip_224.openai"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"weights")
+    found = locate_clip_weights("ViT-B-16-quickgelu", "openai", cache_dir=str(tmp_path))
+    assert found.source == "cache" and found.path == str(snapshot / "open_clip_model.safetensors")
+    (snapshot / "open_clip_pytorch_model.bin").write_bytes(b"weights")
+    assert locate_clip_weights("ViT-B-16-quickgelu", "openai", cache_dir=str(tmp_path)).path == \
+        str(snapshot / "open_clip_model.safetensors")

@@ -182,3 +182,29 @@ def test_tools(checkpoint, tmp_path, capsys):
     assert "70 values differ" in capsys.readouterr().err
     assert verify.main(["--model-state", str(tmp_path / "nope.pth"), "--export", str(out)]) == 1
     assert "model state file not found" in capsys.readouterr().err
+
+
+def test_half_precision_weights_are_written_in_float32():
+    """CAT-Seg's CLIP runs in fp32 (``CATSegPredictor`` calls ``.float()``): an fp16 state dict goes out as the
+    same values in float32, with the packed q/k/v split into rows [0:D], [D:2D], [2D:3D]."""
+    torch.manual_seed(0)
+    w = torch.randn(6, 2).half()
+    sd = {"visual.transformer.resblocks.0.attn.in_proj_weight": w, "logit_scale": torch.tensor(2.5).half()}
+    out = catseg_state_dict(sd)
+    assert all(v.dtype == torch.float32 for v in out.values())
+    stem = P + "visual.transformer.resblocks.0.attn."
+    for name, rows in (("q", slice(0, 2)), ("k", slice(2, 4)), ("v", slice(4, 6))):
+        assert torch.equal(out[stem + f"{name}_proj_weight"], w[rows].float())
+    assert torch.equal(out[P + "logit_scale"], torch.tensor(2.5))
+
+
+def test_a_nan_in_the_model_is_a_difference():
+    """max |model - export| is NaN where the model holds a NaN: that tensor is listed, whatever ``atol``."""
+    export = {"model": {P + "visual.proj": torch.ones(2, 3), P + "logit_scale": torch.tensor(1.0)}}
+    model = {P + "visual.proj": torch.tensor([[1.0, float("nan"), 1.0], [1.0, 1.0, 1.0]]),
+             P + "logit_scale": torch.tensor(1.0)}
+    report = compare_with_export(model, export, atol=1.0)
+    assert report.checked == 2 and not report.ok
+    assert report.values == [P + "visual.proj: max |diff| nan"]
+    with pytest.raises(CATSegWeightsError, match="1 values differ"):
+        assert_model_holds_export(model, export)

@@ -86,3 +86,40 @@ def test_masks_from_outputs_of_d2_models():
     assert masks.shape == (2, 2, 3) and probs is None  # category 4 is outside the vocabulary
     with pytest.raises(ValueError, match="cannot find masks"):
         masks_from_output({"sem_seg": torch.zeros(3, 2, 2)}, 3)
+
+
+def test_nonnegative_mask_logits_are_still_logits():
+    """``pred_masks`` with a value above 1 are logits even when none is negative: sigmoid(0.3) = 0.574 > 0.5, so
+    the 0.3 pixel is inside; sigmoid(0) = 0.5 is not above the threshold, so the 0 pixel is outside."""
+    logits = torch.tensor([[[0.0, 0.3], [2.0, 0.0]]])
+    masks, probs = masks_from_output({"pred_masks": logits}, num_classes=3)
+    assert probs is None
+    assert masks.tolist() == [[[False, True], [True, False]]]
+    # probabilities (all within [0, 1]) are thresholded as they are
+    masks, _ = masks_from_output({"pred_masks": torch.tensor([[[0.3, 0.6]]])}, num_classes=3)
+    assert masks.tolist() == [[[False, True]]]
+
+
+def test_instance_scores_become_clamped_smoothed_one_hot_probabilities():
+    """K = 3. A score of 1 is clamped to 0.999 (the rest 0.001 / 2 each); a score equal to the threshold is
+    kept; a class id the vocabulary does not have (K or more) gives no probabilities at all."""
+    inst = Instances((2, 2))
+    inst.pred_masks = torch.ones(3, 2, 2, dtype=torch.bool)
+    inst.scores = torch.tensor([1.0, 0.25, 0.2])
+    inst.pred_classes = torch.tensor([2, 0, 1])
+    masks, probs = masks_from_output({"instances": inst}, num_classes=3, score_threshold=0.25)
+    assert masks.shape == (2, 2, 2)
+    expected = torch.tensor([[0.0005, 0.0005, 0.999], [0.25, 0.375, 0.375]])
+    torch.testing.assert_close(probs, expected, atol=1e-6, rtol=0)
+    inst.pred_classes = torch.tensor([2, 3, 1])
+    masks, probs = masks_from_output({"instances": inst}, num_classes=3)
+    assert masks.shape == (3, 2, 2) and probs is None
+
+
+def test_seen_classes_match_by_synonym_whatever_the_case():
+    """A vocabulary class is seen when one of its comma-separated synonyms, compared without case and
+    surrounding spaces, is a synonym of a seen class."""
+    vocabulary = ["Dog, Puppy", "cat", "sky, heaven", "tree"]
+    seen = seen_class_mask(vocabulary, ["puppy", " CAT ", "Heaven, firmament"])
+    assert seen.tolist() == [True, True, True, False]
+    assert seen_class_mask(vocabulary, None).tolist() == [False] * 4

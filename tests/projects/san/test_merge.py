@@ -163,3 +163,32 @@ def test_a_checkpoint_with_python_objects_is_read_only_when_trusted(clips, tmp_p
     merged = torch.load(tmp_path / "out.pth", weights_only=False)
     assert merged["args"].lr == 1e-4
     assert torch.equal(merged["model"]["clip_rec_head.proj"], pixelclip["visual.proj"])
+
+
+def test_refuses_a_text_tower_that_differs_in_one_value(clips):
+    """PixelCLIP never trains the text tower, so any difference at all (one element, by 2^-20) means another CLIP."""
+    original, pixelclip = clips
+    san = san_state_dict(original)
+    nudged = dict(pixelclip)
+    nudged["ln_final.weight"] = pixelclip["ln_final.weight"].clone()
+    nudged["ln_final.weight"][0] += 2.0 ** -20
+    with pytest.raises(SanWeightsError, match="text towers differ"):
+        merge_into_san(san, nudged)
+    report = merge_into_san(san, nudged, allow_other_text=True)
+    assert report.text_max_abs_difference == pytest.approx(2.0 ** -20, rel=1e-3)
+
+
+def test_an_openai_layout_export_merges_like_the_open_clip_one(clips, tmp_path):
+    """The OpenAI-layout export holds three scalar entries beside the weights (input_resolution,
+    context_length, vocab_size); they are no CLIP tensor SAN holds, and the merge is the open_clip one's."""
+    from pixelclip_san.checkpoints import read_clip_state_dict
+
+    original, pixelclip = clips
+    scalars = {"input_resolution": torch.tensor(64), "context_length": torch.tensor(77), "vocab_size": torch.tensor(49408)}
+    torch.save({**pixelclip, **scalars}, tmp_path / "openai.pt")
+    read = read_clip_state_dict(str(tmp_path / "openai.pt"))
+    assert read.keys() == pixelclip.keys()
+    a, b = san_state_dict(original), san_state_dict(original)
+    merge_into_san(a, read)
+    merge_into_san(b, pixelclip)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -116,3 +116,13 @@ def test_command_line_on_checkpoint_files(merged, tmp_path, capsys):
     assert errors[0].startswith(f"[check_san] {tmp_path / 'unmerged.pth'} does not hold the exported CLIP")
     n_visual = sum(k.startswith("visual.") for k in LAYOUT["open_clip_state_dict"])
     assert f"{n_visual - 1} of other value" in errors[0]  # every image tensor but SAN's positional embedding
+
+
+def test_mixed_activations_are_reported(merged):
+    """Blocks that mix GELU and QuickGELU are not a model that runs QuickGELU throughout."""
+    san, pixelclip, _ = merged
+    model = open_clip.model.CLIP(**dict(LAYOUT["open_clip_config"], quick_gelu=True))
+    model.visual.transformer.resblocks[0].mlp.gelu = torch.nn.GELU()
+    report = check_san_holds(san, pixelclip, model=model, activation="QuickGELU")
+    assert not report.ok
+    assert report.activation[0].startswith("SAN's CLIP blocks use ['GELU', 'QuickGELU']")
