@@ -48,3 +48,19 @@ def test_after_one_success_bad_samples_are_skipped_for_good():
     assert dataset[0] == 0
     for _ in range(5):
         assert dataset[1] == 0 and dataset[2] == 0
+
+
+def test_a_sample_that_succeeds_again_is_a_candidate_again():
+    """As D2's MapDataset: a failed index leaves the pool of replacements and a success puts it back. Sample 0
+    fails once (a transient error) then works; sample 1 works once then always fails: its replacement is 0."""
+    calls = {0: 0, 1: 0}
+
+    def mapper(d):
+        calls[d] += 1
+        ok = calls[d] > 1 if d == 0 else calls[d] == 1
+        return d if ok else None
+
+    dataset = SkipAwareMapDataset(DatasetFromList([0, 1], copy=False), mapper)
+    assert dataset[0] == 1  # 0 fails, 1 is drawn instead
+    assert dataset[0] == 0  # 0 works now: back among the candidates
+    assert dataset[1] == 0  # 1 fails for good: 0 replaces it (no stop: a sample was usable)

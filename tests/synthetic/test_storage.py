@@ -53,6 +53,7 @@ def test_resume_and_spec_mismatch(tmp_path):
     os.remove(os.path.join(root, "train", "images", "000001.png"))
     ensure_world(root, spec)
     assert open(os.path.join(root, "train", "masks", "000001.json")).read() == first
+    assert os.path.isfile(os.path.join(root, "train", "images", "000001.png"))  # the missing image is made again
     assert json.load(open(os.path.join(root, "world.json")))["num_train"] == 3
     with pytest.raises(ValueError, match="other parameters"):
         ensure_world(root, WorldSpec(num_train=4, num_val=2))
@@ -69,3 +70,34 @@ def test_environment_picks_the_default_world(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="PIXELCLIP_SYNTHETIC_SIZE"):
         synthetic.default_world()
     assert np.isscalar(spec.num_train)
+
+
+def test_files_hold_the_scenes_of_their_seeds(tmp_path):
+    """Train image i is scene i, val image j scene 1_000_000 + j (RGB as generated, PNG read with PIL); val
+    labels and regions are the scene's maps; the masks are the SAM-like masks of the region map and the
+    control file the same masks moved (seeded by the scene's seed)."""
+    from PIL import Image
+
+    from pixelclip.synthetic.masks import random_masks_like, sam_like_masks
+    from pixelclip.synthetic.storage import VAL_SEED_BASE
+    from pixelclip.synthetic.world import WorldConfig, generate_scene
+
+    world = WorldConfig(image_size=32)
+    root = ensure_world(str(tmp_path / "w"), WorldSpec(num_train=2, num_val=2, world=world))
+    assert VAL_SEED_BASE == 1_000_000
+    for i in range(2):
+        scene = generate_scene(i, world)
+        name = f"{i:06d}"
+        np.testing.assert_array_equal(np.asarray(Image.open(os.path.join(root, "train", "images", name + ".png"))),
+                                      scene.image)
+        masks = decode_masks(read_mask_file(os.path.join(root, "train", "masks", name + ".json")))
+        np.testing.assert_array_equal(masks, sam_like_masks(scene.regions, i))
+        moved = decode_masks(read_mask_file(os.path.join(root, "train", "random_masks", name + ".json")))
+        np.testing.assert_array_equal(moved, random_masks_like(masks, i))
+
+        scene = generate_scene(1_000_000 + i, world)
+        for sub, expected in (("images", scene.image), ("labels", scene.labels), ("regions", scene.regions)):
+            got = np.asarray(Image.open(os.path.join(root, "val", sub, name + ".png")))
+            np.testing.assert_array_equal(got, expected, err_msg=f"val/{sub}/{name}.png")
+        masks = decode_masks(read_mask_file(os.path.join(root, "val", "masks", name + ".json")))
+        np.testing.assert_array_equal(masks, sam_like_masks(scene.regions, 1_000_000 + i))
