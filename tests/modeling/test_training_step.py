@@ -186,3 +186,18 @@ def test_eps_and_sinkhorn_iters_of_the_config_reach_the_clustering(monkeypatch):
     assert unit["logits"].shape == (4, 8)  # 2 kept masks per image, K = 8
     assert float(unit["logits"].abs().max()) <= 1 + 1e-6  # cosines
     torch.testing.assert_close(scaled["logits"], 7 * unit["logits"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_step_inside_a_trainer_logs_the_clustering_diagnostics():
+    """Inside Detectron2's EventStorage a training step logs pixelclip/* numbers of its batch: 2 kept masks per
+    image, and with a vocabulary the text numbers (at most the vocabulary's 2 classes are nearest to a prompt)."""
+    from detectron2.utils.events import EventStorage
+
+    model = _model()
+    model.set_vocabulary(["dog", "sky"])
+    with EventStorage(0) as storage:
+        model(_batch())
+        values = {k: v[0] for k, v in storage.latest().items()}
+    assert values["pixelclip/masks_per_image"] == 2.0
+    assert {"pixelclip/blind_loss", "pixelclip/clusters_used", "pixelclip/prompt_cosine"} <= values.keys()
+    assert -1.0 <= values["pixelclip/text_alignment"] <= 1.0 and values["pixelclip/classes_nearest"] in (1.0, 2.0)
