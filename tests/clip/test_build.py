@@ -75,3 +75,23 @@ def test_conv_policy_trains_the_depthwise_convolutions_of_a_convnext():
     assert len(blocks) == 12
     assert set(names) == {f"{b}.conv_dw.{p}" for b in blocks for p in ("weight", "bias")}
     assert {n for n, p in visual.named_parameters() if p.requires_grad} == set(names)
+
+
+@pytest.mark.parametrize("policy", ["attention", "full", "conv", "none"])
+def test_the_policy_is_applied_whatever_requires_grad_was_before(policy):
+    """Applying a policy to a tower that is already (partly) frozen, or to one that trains everything, gives the
+    same selection: ``requires_grad`` is set from the name alone."""
+    model, _ = build_clip_model("PixelCLIP-Tiny-ViT", "")
+    expected = apply_finetune_policy(model.visual, policy)
+    for p in model.visual.parameters():
+        p.requires_grad_(False)
+    assert apply_finetune_policy(model.visual, policy) == expected
+    for p in model.visual.parameters():
+        p.requires_grad_(True)
+    assert apply_finetune_policy(model.visual, policy) == expected
+    assert {n for n, p in model.visual.named_parameters() if p.requires_grad} == set(expected)
+
+
+def test_built_model_is_float32():
+    model, _ = build_clip_model("PixelCLIP-Tiny-ViT", "")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -69,3 +69,18 @@ def test_summed_shares_give_the_statistics_of_the_whole_batch():
     assert total["largest_cluster_share"] == pytest.approx(whole["largest_cluster_share"], abs=1e-12)
     first = stats_from_sums(shares[0], k)  # rank 0's share alone: other numbers (what was logged before)
     assert first["masks_per_image"] == sizes[0] / 2 and first != total
+
+
+def test_edge_cases_give_defined_numbers():
+    """Two prompts: prompt_cosine is their one cosine. No masks: no cluster-usage numbers (nothing to share out).
+    No valid pixel or no image: blind_loss and masks_per_image are 0, not NaN. An empty vocabulary: no text numbers."""
+    prompts = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    s = cluster_stats(torch.tensor([1, 1, 1]), 2, prompts, torch.zeros(0, 2))
+    assert s == pytest.approx({"clusters_used": 1.0, "largest_cluster_share": 1.0, "prompt_cosine": 1 / math.sqrt(2)})
+    assert cluster_stats(torch.zeros(0, dtype=torch.long), 2, prompts) == pytest.approx({"prompt_cosine": 1 / math.sqrt(2)})
+    k = 3
+    no_masks = batch_sums([torch.zeros(0, 4, 4, dtype=torch.bool)], torch.zeros(0, dtype=torch.long),
+                          torch.zeros(1, k, 4, 4), torch.zeros(1, 4, 4, dtype=torch.bool))
+    assert no_masks.tolist() == [0.0, 1.0, 0.0] + [0.0] * (2 * k)
+    assert stats_from_sums(no_masks, k) == {"masks_per_image": 0.0, "blind_loss": 0.0}
+    assert stats_from_sums(torch.zeros(3 + 2 * k, dtype=torch.float64), k) == {"masks_per_image": 0.0, "blind_loss": 0.0}

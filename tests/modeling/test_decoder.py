@@ -52,3 +52,22 @@ def test_old_nonzero_biases_load_with_a_warning_through_the_checkpointer(tmp_pat
     assert "non-zero biases" in caplog.text and "inference and export are unaffected" in caplog.text
     assert "not used by the model" not in caplog.text and "not found in the checkpoint" not in caplog.text
     assert all(torch.equal(fresh.state_dict()[k], model.state_dict()[k]) for k in model.state_dict())
+
+
+def test_decoder_channels_and_norm_groups_from_the_config():
+    """DECODER_CHANNELS = (16, 8) and DECODER_NORM_GROUPS = 2 (not the release's channels // 16): every layer
+    has the configured widths, every GroupNorm 2 groups, and a B×K×h×w cost volume comes out B×K×4h×4w."""
+    cfg = make_tiny_cfg(**{"MODEL.PIXELCLIP.DECODER_CHANNELS": (16, 8), "MODEL.PIXELCLIP.DECODER_NORM_GROUPS": 2})
+    decoder = build_model(cfg).decoder
+    convs = [m for m in decoder.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert [(m.in_channels, m.out_channels) for m in convs] == [(1, 16), (16, 16), (16, 16), (16, 16), (16, 8),
+                                                                (8, 8), (8, 8), (8, 1)]
+    norms = [m for m in decoder.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert [(m.num_groups, m.num_channels) for m in norms] == [(2, 16), (2, 16), (2, 8), (2, 8)]
+    assert decoder(torch.randn(2, 3, 5, 6)).shape == (2, 3, 20, 24)
+
+
+def test_norm_groups_zero_is_one_group_per_16_channels_and_at_least_one():
+    """The release's rule: channels // 16 groups, and one group for fewer than 16 channels."""
+    decoder = CostVolumeDecoder(channels=(48, 8), norm_groups=0)
+    assert [m.num_groups for m in decoder.modules() if isinstance(m, torch.nn.GroupNorm)] == [3, 3, 1, 1]

@@ -158,3 +158,46 @@ def test_cost_volume_is_the_cosine_of_student_features_and_prompts():
     assert (f.norm(dim=1) - 1).abs().max() > 0.1 and (p.norm(dim=1) - 1).abs().max() > 0.1  # not unit already
     expected = torch.einsum("bchw,kc->bkhw", f, p) / (f.norm(dim=1)[:, None] * p.norm(dim=1)[None, :, None, None])
     assert torch.allclose(model.decoder.cost.double(), expected, atol=1e-6)
+
+
+def _clustering_logits(monkeypatch, real, **overrides):
+    """The logits and iteration count that one training step hands to Sinkhorn-Knopp (``real``)."""
+    import pixelclip.modeling.clustering as clustering
+
+    seen = {}
+
+    def sinkhorn(logits, num_iters=3):
+        seen["logits"], seen["iters"] = logits.clone(), num_iters
+        return real(logits, num_iters)
+
+    monkeypatch.setattr(clustering, "sinkhorn", sinkhorn)
+    _model(**overrides)(_batch())
+    return seen
+
+
+def test_eps_and_sinkhorn_iters_of_the_config_reach_the_clustering(monkeypatch):
+    """MODEL.PIXELCLIP.EPS scales the cosine logits (the same model and batch at ε = 1 and ε = 7: 7 times the
+    logits) and MODEL.PIXELCLIP.SINKHORN_ITERS is the number of iterations run."""
+    from pixelclip.modeling.clustering import sinkhorn
+
+    unit = _clustering_logits(monkeypatch, sinkhorn, **{"MODEL.PIXELCLIP.EPS": 1.0, "MODEL.PIXELCLIP.SINKHORN_ITERS": 1})
+    scaled = _clustering_logits(monkeypatch, sinkhorn, **{"MODEL.PIXELCLIP.EPS": 7.0, "MODEL.PIXELCLIP.SINKHORN_ITERS": 5})
+    assert unit["iters"] == 1 and scaled["iters"] == 5
+    assert unit["logits"].shape == (4, 8)  # 2 kept masks per image, K = 8
+    assert float(unit["logits"].abs().max()) <= 1 + 1e-6  # cosines
+    torch.testing.assert_close(scaled["logits"], 7 * unit["logits"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_step_inside_a_trainer_logs_the_clustering_diagnostics():
+    """Inside Detectron2's EventStorage a training step logs pixelclip/* numbers of its batch: 2 kept masks per
+    image, and with a vocabulary the text numbers (at most the vocabulary's 2 classes are nearest to a prompt)."""
+    from detectron2.utils.events import EventStorage
+
+    model = _model()
+    model.set_vocabulary(["dog", "sky"])
+    with EventStorage(0) as storage:
+        model(_batch())
+        values = {k: v[0] for k, v in storage.latest().items()}
+    assert values["pixelclip/masks_per_image"] == 2.0
+    assert {"pixelclip/blind_loss", "pixelclip/clusters_used", "pixelclip/prompt_cosine"} <= values.keys()
+    assert -1.0 <= values["pixelclip/text_alignment"] <= 1.0 and values["pixelclip/classes_nearest"] in (1.0, 2.0)

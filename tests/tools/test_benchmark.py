@@ -1,5 +1,6 @@
 """tools/benchmark.py's baselines and score regimes compute what their tables say (not timed)."""
 import importlib.util
+import time
 
 import torch
 import torch.nn.functional as F
@@ -100,3 +101,53 @@ def test_eval_tasks_register_their_folder_again_in_one_process(tmp_path):
         assert test_cfg.DATASETS.TEST == (name,)
         files = [d["file_name"] for d in DatasetCatalog.get(name)]
         assert len(files) == 2 and all(f.startswith(str(root)) for f in files)
+
+
+def test_timed_reports_seconds_per_call_without_the_warmup(monkeypatch):
+    """A fake clock: the warm-up call takes 10 s, the timed ones 2 s each -> 2 s per call."""
+    bench = _benchmark()
+    now = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: now[0])
+    durations = iter([10.0, 2.0, 2.0, 2.0])
+
+    def call():
+        now[0] += next(durations)
+
+    assert bench.timed(call, torch.device("cpu"), iters=3, warmup=1) == 2.0
+
+
+def test_train_table_is_the_median_step_and_batch_over_it(monkeypatch):
+    """bench_train: the warm-up step is not timed; s / batch is the median of the timed steps (3, 9, 4 s -> 4 s)
+    and images / s the batch size over it (6 / 4 = 1.50)."""
+    bench = _benchmark()
+    now = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: now[0])
+    durations = iter([100.0, 3.0, 9.0, 4.0])
+
+    def step(model, optimizer, inputs):
+        now[0] += next(durations)
+
+    monkeypatch.setattr(bench, "build_model", lambda cfg: torch.nn.Linear(1, 1))
+    monkeypatch.setattr(bench, "build_optimizer", lambda cfg, model: None)
+    monkeypatch.setattr(bench, "train_inputs", lambda *args: [])
+    monkeypatch.setattr(bench, "_train_step", step)
+
+    class Args:
+        train_batch, crop, num_masks, iters, json = 6, 64, 4, 3, False
+
+    headers, rows, _ = bench.bench_train(Args, None, torch.device("cpu"))
+    assert headers[1:4] == ["batch", "s / batch or image", "images / s"]
+    assert rows[0][:4] == ["train step", 6, "4.000", "1.50"]
+
+
+def test_cpu_peak_memory_is_the_resident_set_in_mib():
+    """PeakMemory's RSS reading (/proc/self/statm: resident pages × page size) in MiB against the kernel's VmRSS
+    (KiB) of /proc/self/status; memory held inside the block shows in its peak."""
+    bench = _benchmark()
+    with open("/proc/self/status") as f:
+        vm_rss_kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    assert abs(bench.PeakMemory._rss_mb() - vm_rss_kib / 1024) < 8  # what other threads allocate in between
+    with bench.PeakMemory(torch.device("cpu")) as mem:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        time.sleep(0.05)
+    assert 48 < mem.peak_mb < 200 and float(block[-1]) == 1.0
