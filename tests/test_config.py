@@ -267,3 +267,13 @@ def test_booleans_and_floats_are_not_counts(key, value):
 
     with pytest.raises(ConfigError, match=f"^config: {re.escape(key)} is {value!r}, but "):
         check_pixelclip_values(make_tiny_cfg(**{key: value}))
+
+
+def test_get_pixelclip_cfg_applies_overrides_last_and_the_recipe_over_config_funcs():
+    def framework(cfg):  # a project's config function that sets a key the recipe also sets
+        cfg.SOLVER.OPTIMIZER = "SGD"
+
+    cfg = get_pixelclip_cfg(str(ROOT / "configs" / "pixelclip_vitb.yaml"), ["MODEL.PIXELCLIP.EPS", "1.0"],
+                            config_funcs=(framework,))
+    assert cfg.MODEL.PIXELCLIP.EPS == 1.0 and cfg.SOLVER.OPTIMIZER == "ADAMW"
+    assert get_pixelclip_cfg(config_funcs=(framework,)).SOLVER.OPTIMIZER == "ADAMW"  # no file: the recipe alone

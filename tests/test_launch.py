@@ -83,3 +83,18 @@ def test_a_cpu_run_on_two_machines_starts_its_own_workers_and_needs_an_address(m
     assert started["nprocs"] == 2 and started["args"][1:5] == (4, 2, 1, "tcp://10.0.0.1:1234")
     with pytest.raises(ValueError, match="dist_url 'auto' works on one machine only"):
         launch_module.launch(print, 2, num_machines=2, dist_url="auto", device="cpu")
+
+
+def test_the_ctrl_c_line_names_the_resume_command_once_and_only_an_existing_checkpoint(tmp_path):
+    from tests.conftest import make_tiny_cfg
+
+    cfg = make_tiny_cfg(**{"OUTPUT_DIR": str(tmp_path)})
+    argv = ["tools/train_net.py", "--resume", "--config-file", "a.yaml"]
+    (tmp_path / "last_checkpoint").write_text("model_0000099.pth")  # written, but its file is gone
+    message = str(launch_module.interrupted(cfg, False, argv))
+    assert message.startswith("interrupted (Ctrl-C) before the first checkpoint")
+    assert message.endswith("run it again: python tools/train_net.py --resume --config-file a.yaml")
+    (tmp_path / "model_0000099.pth").write_bytes(b"x")
+    message = str(launch_module.interrupted(cfg, False, argv[:1] + argv[2:]))
+    assert message == (f"interrupted (Ctrl-C); the last checkpoint is {tmp_path / 'model_0000099.pth'} — to resume "
+                       "from it: python tools/train_net.py --resume --config-file a.yaml")
