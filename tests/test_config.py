@@ -209,3 +209,71 @@ def test_online_dino_masks_without_weights_are_refused_before_building(tmp_path)
                        r"with the DINO ViT-S/16 weights — give MODEL.DINO.WEIGHTS /path/to/"):
         load_config(config, ["MODEL.DINO.ENABLED", "True"])
     load_config(config, ["MODEL.DINO.ENABLED", "True", "MODEL.DINO.WEIGHTS", "random"])  # accepted
+
+
+# MODEL.PIXELCLIP / MODEL.DINO keys no YAML of the paper sets: their defaults are the method
+# (/work/shared/METHOD.md: MaskCLIP-style value path, whole-image inference at 320² without flipping,
+# logits out, DINO ViT-S/16 k-means with 16 clusters as fast_pytorch_kmeans, every mask, TF32 as the release).
+METHOD_DEFAULTS = {
+    "MODEL.PIXELCLIP.DENSE_MODE": "value", "MODEL.PIXELCLIP.SINKHORN_ITERS": 3, "MODEL.PIXELCLIP.USE_MOMENTUM": True,
+    "MODEL.PIXELCLIP.LEARN_PROMPTS": True, "MODEL.PIXELCLIP.PROMPT_INIT_SEED": 0, "MODEL.PIXELCLIP.PROMPT_INIT_WORDS": "",
+    "MODEL.PIXELCLIP.PROMPT_TEMPLATE": "A photo of a {} in the scene", "MODEL.PIXELCLIP.MAX_MASKS": 0,
+    "MODEL.PIXELCLIP.DECODER_CHANNELS": [64, 32], "MODEL.PIXELCLIP.DECODER_NORM_GROUPS": 0,
+    "MODEL.PIXELCLIP.ALLOW_TF32": True, "MODEL.PIXELCLIP.GRADIENT_CHECKPOINTING": False,
+    "MODEL.PIXELCLIP.ALLOW_PARTIAL_WEIGHTS": False,
+    "MODEL.PIXELCLIP.TEST.MODE": "whole", "MODEL.PIXELCLIP.TEST.FLIP": False, "MODEL.PIXELCLIP.TEST.AUTOCAST": "",
+    "MODEL.PIXELCLIP.TEST.OUTPUT": "logits", "MODEL.PIXELCLIP.TEST.VOCABULARY": "",
+    "MODEL.PIXELCLIP.TEST.FEATURE_RESOLUTION": 64, "MODEL.PIXELCLIP.TEST.SLIDE_OVERLAP": 0.333,
+    "MODEL.DINO.MODEL_NAME": "vit_small_patch16_224", "MODEL.DINO.NUM_CLUSTERS": 16, "MODEL.DINO.KMEANS_ITERS": 100,
+    "MODEL.DINO.KMEANS_TOL": 1e-4, "MODEL.DINO.INPUT_SIZE": 0,
+}
+
+
+@pytest.mark.parametrize("name", ["configs/pixelclip_vitb.yaml", "configs/pixelclip_vitb_dino.yaml",
+                                  "configs/pixelclip_convnext_b.yaml"])
+def test_keys_no_paper_yaml_sets_have_the_methods_values(name):
+    bare = get_cfg()
+    add_pixelclip_config(bare)
+    assert {k: _flat(bare)[k] for k in METHOD_DEFAULTS} == METHOD_DEFAULTS
+    values = _flat(get_pixelclip_cfg(str(ROOT / name)))
+    assert {k: values[k] for k in METHOD_DEFAULTS} == METHOD_DEFAULTS
+
+
+@pytest.mark.parametrize("key, value", [
+    ("MODEL.PIXELCLIP.NUM_PROMPTS", "1"), ("MODEL.PIXELCLIP.PROMPT_LENGTH", "1"), ("MODEL.PIXELCLIP.MOMENTUM", "0.0"),
+    ("MODEL.PIXELCLIP.MOMENTUM", "1.0"), ("MODEL.PIXELCLIP.SINKHORN_ITERS", "0"), ("MODEL.PIXELCLIP.MASK_RESOLUTION", "1"),
+    ("MODEL.PIXELCLIP.EPS", "1e-6"), ("MODEL.PIXELCLIP.TEST.SLIDE_OVERLAP", "0.0"),
+    ("MODEL.PIXELCLIP.TEST.FEATURE_RESOLUTION", "1"), ("MODEL.PIXELCLIP.CLIP_RESOLUTION", "(1, 1)"),
+    ("MODEL.DINO.NUM_CLUSTERS", "1"), ("MODEL.DINO.KMEANS_ITERS", "1"), ("MODEL.DINO.KMEANS_TOL", "0.0"),
+])
+def test_values_at_the_edge_of_their_range_are_accepted(key, value):
+    """The ranges of check_pixelclip_values are closed where the method allows it: MOMENTUM 0 (the teacher is
+    the student) and 1 (a frozen teacher), no Sinkhorn iteration, K = 1, zero k-means tolerance, no overlap."""
+    from pixelclip.utils.cli import load_config
+
+    import ast
+
+    cfg = load_config(str(ROOT / "configs" / "pixelclip_vitb.yaml"), [key, value])
+    expected = ast.literal_eval(value)  # how yacs reads a command-line value
+    assert _flat(cfg)[key] == (list(expected) if isinstance(expected, tuple) else expected)
+
+
+@pytest.mark.parametrize("key, value", [("MODEL.PIXELCLIP.NUM_PROMPTS", True), ("MODEL.PIXELCLIP.PROMPT_LENGTH", True),
+                                        ("MODEL.PIXELCLIP.MASK_RESOLUTION", 8.0)])
+def test_booleans_and_floats_are_not_counts(key, value):
+    from pixelclip.config import check_pixelclip_values
+    from pixelclip.errors import ConfigError
+    from tests.conftest import make_tiny_cfg
+
+    with pytest.raises(ConfigError, match=f"^config: {re.escape(key)} is {value!r}, but "):
+        check_pixelclip_values(make_tiny_cfg(**{key: value}))
+
+
+def test_get_pixelclip_cfg_applies_overrides_last_and_the_recipe_over_config_funcs():
+    def framework(cfg):  # a project's config function that sets a key the recipe also sets
+        cfg.SOLVER.OPTIMIZER = "SGD"
+
+    cfg = get_pixelclip_cfg(str(ROOT / "configs" / "pixelclip_vitb.yaml"), ["MODEL.PIXELCLIP.EPS", "1.0"],
+                            config_funcs=(framework,))
+    assert cfg.MODEL.PIXELCLIP.EPS == 1.0 and cfg.SOLVER.OPTIMIZER == "ADAMW"
+    assert get_pixelclip_cfg(config_funcs=(framework,)).SOLVER.OPTIMIZER == "ADAMW"  # no file: the recipe alone

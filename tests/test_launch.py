@@ -60,3 +60,41 @@ def test_cuda_runs_and_single_processes_go_through_detectron2s_launch(cuda_prese
     launch_module.launch(print, 2, dist_url="auto", device="cuda")
     launch_module.launch(print, 1, dist_url="auto", device="cpu")
     assert calls == [(2, "auto"), (1, "auto")]
+
+
+def test_a_gloo_worker_joins_with_its_global_rank(monkeypatch):
+    """Worker 1 of machine 1, two workers per machine, 2 machines: global rank 1·2 + 1 = 3 of 4, and a local
+    group of 2 (Detectron2's _distributed_worker numbering)."""
+    joined = {}
+    monkeypatch.setattr(dist, "init_process_group", lambda **kw: joined.update(kw))
+    monkeypatch.setattr(comm, "create_local_process_group", lambda n: joined.update(local=n))
+    monkeypatch.setattr(comm, "synchronize", lambda: None)
+    seen = []
+    launch_module._gloo_worker(1, seen.append, 4, 2, 1, "tcp://10.0.0.1:1234", ("run",), timedelta(seconds=5))
+    assert (joined["backend"], joined["rank"], joined["world_size"], joined["local"]) == ("gloo", 3, 4, 2)
+    assert joined["init_method"] == "tcp://10.0.0.1:1234" and seen == ["run"]
+
+
+def test_a_cpu_run_on_two_machines_starts_its_own_workers_and_needs_an_address(monkeypatch):
+    started = {}
+    monkeypatch.setattr(torch.multiprocessing, "start_processes",
+                        lambda fn, nprocs, args, daemon: started.update(nprocs=nprocs, args=args))
+    launch_module.launch(print, 2, num_machines=2, machine_rank=1, dist_url="tcp://10.0.0.1:1234", device="cpu")
+    assert started["nprocs"] == 2 and started["args"][1:5] == (4, 2, 1, "tcp://10.0.0.1:1234")
+    with pytest.raises(ValueError, match="dist_url 'auto' works on one machine only"):
+        launch_module.launch(print, 2, num_machines=2, dist_url="auto", device="cpu")
+
+
+def test_the_ctrl_c_line_names_the_resume_command_once_and_only_an_existing_checkpoint(tmp_path):
+    from tests.conftest import make_tiny_cfg
+
+    cfg = make_tiny_cfg(**{"OUTPUT_DIR": str(tmp_path)})
+    argv = ["tools/train_net.py", "--resume", "--config-file", "a.yaml"]
+    (tmp_path / "last_checkpoint").write_text("model_0000099.pth")  # written, but its file is gone
+    message = str(launch_module.interrupted(cfg, False, argv))
+    assert message.startswith("interrupted (Ctrl-C) before the first checkpoint")
+    assert message.endswith("run it again: python tools/train_net.py --resume --config-file a.yaml")
+    (tmp_path / "model_0000099.pth").write_bytes(b"x")
+    message = str(launch_module.interrupted(cfg, False, argv[:1] + argv[2:]))
+    assert message == (f"interrupted (Ctrl-C); the last checkpoint is {tmp_path / 'model_0000099.pth'} — to resume "
+                       "from it: python tools/train_net.py --resume --config-file a.yaml")

@@ -36,3 +36,38 @@ def test_held_back_records_come_after_the_block_or_only_into_files_on_failure(mo
         raise RuntimeError("a checkpoint of another model")
     assert console.getvalue() == "" and log_file.getvalue() == "model dump\n"
     assert logging.Logger.callHandlers.__name__ == "callHandlers"  # restored
+
+
+def test_device_weights_and_the_order_of_the_checks(tmp_path, monkeypatch):
+    import torch
+
+    import pixelclip.preflight as pf
+    from pixelclip.errors import CheckpointError, ConfigError
+    from tests.conftest import make_tiny_cfg
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(ConfigError, match=f"^MODEL.DEVICE is {device} but this machine has no CUDA device"):
+            pf.check_device(make_tiny_cfg(**{"MODEL.DEVICE": device}))
+    pf.check_device(make_tiny_cfg())  # cpu
+
+    cfg = make_tiny_cfg(**{"OUTPUT_DIR": str(tmp_path), "MODEL.WEIGHTS": str(tmp_path / "missing.pth")})
+    for resume in (False, True):  # no last_checkpoint in OUTPUT_DIR: the file must exist, resuming or not
+        with pytest.raises(CheckpointError, match="^MODEL.WEIGHTS file not found: "):
+            pf.check_model_weights(cfg, resume=resume)
+    (tmp_path / "last_checkpoint").write_text("model_0000009.pth")
+    pf.check_model_weights(cfg, resume=True)  # --resume loads the last checkpoint instead
+    with pytest.raises(CheckpointError):
+        pf.check_model_weights(cfg, resume=False)
+    pf.check_model_weights(make_tiny_cfg(**{"MODEL.WEIGHTS": "https://example.com/model.pth"}))  # left to Detectron2
+
+    calls = []
+    for name in ("check_device", "check_amp", "check_output_dir", "check_model_weights", "check_clip_weights",
+                 "check_train_datasets", "check_test_datasets"):
+        monkeypatch.setattr(pf, name, lambda *a, _name=name, **k: calls.append(_name))
+    pf.preflight(cfg)
+    assert calls == ["check_device", "check_amp", "check_output_dir", "check_model_weights", "check_clip_weights",
+                     "check_train_datasets", "check_test_datasets"]
+    calls.clear()
+    pf.preflight(cfg, eval_only=True)  # evaluation neither trains nor autocasts a training step
+    assert calls == ["check_device", "check_output_dir", "check_model_weights", "check_clip_weights", "check_test_datasets"]

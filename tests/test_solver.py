@@ -72,3 +72,21 @@ def test_no_fused_adamw_with_amp():
     cfg = make_tiny_cfg()
     cfg.SOLVER.AMP.ENABLED = True
     assert not build_optimizer(cfg, build_model(cfg)).defaults["fused"]
+
+
+def test_weight_decay_of_each_parameter_is_detectron2s_norm_rule_under_full_fine_tuning():
+    """With CLIP_FINETUNE full (the ConvNeXt recipe's policy) CLIP's LayerNorms train too: every norm layer's weights get
+    WEIGHT_DECAY_NORM (0.0), the rest WEIGHT_DECAY, as Detectron2's get_default_optimizer_params decides."""
+    from detectron2.solver.build import get_default_optimizer_params
+
+    cfg = make_tiny_cfg(**{"MODEL.PIXELCLIP.CLIP_FINETUNE": "full"})
+    model = build_model(cfg)
+    s = cfg.SOLVER
+    reference = {id(p): g["weight_decay"] for g in get_default_optimizer_params(  # groups merged by value
+        model, base_lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY, weight_decay_norm=s.WEIGHT_DECAY_NORM) for p in g["params"]}
+    groups = build_optimizer(cfg, model).param_groups
+    assert {id(g["params"][0]) for g in groups} == set(reference)
+    assert all(g["weight_decay"] == reference[id(g["params"][0])] for g in groups)
+    # not vacuous: CLIP's LayerNorms (ln_1, ln_2, ln_pre, ln_post) train here and take no decay
+    norm = [g["name"] for g in groups if g["name"].startswith("backbone.clip_model.") and g["weight_decay"] == 0.0]
+    assert "backbone.clip_model.visual.ln_post.weight" in norm and len(norm) < len(groups) and s.WEIGHT_DECAY == 1e-4
