@@ -23,11 +23,10 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from pixelclip.errors import ConfigError, DatasetError  # noqa: E402
 from pixelclip.masks import BinaryMaskAdapter, DinoKMeansMasker, SamMasker, build_dino_backbone, build_sam  # noqa: E402
-from pixelclip.masks.generate import Masker, generate_masks  # noqa: E402
+from pixelclip.masks.generate import Masker, check_has_images, generate_masks  # noqa: E402
 from pixelclip.masks.sam import SAM_MODEL_TYPES  # noqa: E402
 from pixelclip.preflight import check_output_dir  # noqa: E402
 from pixelclip.utils.cli import run_tool  # noqa: E402
-from pixelclip.utils.files import IMAGE_EXTENSIONS  # noqa: E402
 
 logger = logging.getLogger("pixelclip.tools.generate_masks")
 
@@ -98,14 +97,6 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _has_image(root: str) -> bool:
-    """Whether any file under ``root`` has an image extension (stops at the first)."""
-    for _, _, files in os.walk(root):
-        if any(name.lower().endswith(IMAGE_EXTENSIONS) for name in files):
-            return True
-    return False
-
-
 def build_masker(args: argparse.Namespace) -> Masker:
     """The masker named by ``--method``, on ``--device``."""
     if args.method == "sam":
@@ -126,9 +117,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if args.num_shards < 1 or not 0 <= args.shard < args.num_shards:
         raise ConfigError(f"--shard must be in [0, --num-shards), got {args.shard} of {args.num_shards}",
                           "number the shards 0 .. n-1")
-    if not _has_image(args.input):  # before a folder is made or a model is built
-        raise DatasetError(f"no images under {args.input} (searched recursively for {', '.join(IMAGE_EXTENSIONS)})",
-                           "give the folder that holds the images")
+    check_has_images(args.input)  # before a folder is made or a model is built
     check_output_dir(args.output)
     weights = {"sam": ("--sam-checkpoint", args.sam_checkpoint), "dino": ("--dino-weights", args.dino_weights)}
     flag, given = weights[args.method]

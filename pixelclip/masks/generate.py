@@ -28,7 +28,7 @@ from ..data.mask_io import (
 )
 from ..errors import DatasetError
 from ..utils.files import IMAGE_EXTENSIONS, MASK_SUFFIX, list_files
-from ..utils.io import atomic_write, remove_stale_temp_files
+from ..utils.io import TEMP_MARKER, atomic_write, remove_stale_temp_files
 
 __all__ = [
     "Masker",
@@ -58,6 +58,22 @@ class BinaryMaskAdapter:
 def shard_of(rel_path: str, num_shards: int) -> int:
     """Shard of an image, from the CRC-32 of its relative path."""
     return zlib.crc32(rel_path.encode("utf-8")) % num_shards
+
+
+def no_images_error(image_root: str) -> DatasetError:
+    """The error for an image folder in which :func:`list_files` finds no image."""
+    return DatasetError(f"no images under {image_root} (searched recursively for {', '.join(IMAGE_EXTENSIONS)})",
+                        "give the folder that holds the images")
+
+
+def check_has_images(image_root: str) -> None:
+    """Raise :func:`no_images_error` unless ``image_root`` holds an image (stops at the first one found;
+    hidden and temporary names are skipped, as :func:`list_files` skips them)."""
+    for _, subfolders, files in os.walk(image_root, followlinks=True):  # list_files follows links too
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and TEMP_MARKER not in d]
+        if any(not f.startswith(".") and TEMP_MARKER not in f and f.lower().endswith(IMAGE_EXTENSIONS) for f in files):
+            return
+    raise no_images_error(image_root)
 
 
 def select_shard(rel_paths: Sequence[str], shard: int, num_shards: int) -> List[str]:
@@ -123,8 +139,7 @@ def generate_masks(
     start = time.perf_counter()
     found = list_files(image_root, IMAGE_EXTENSIONS)
     if not found:
-        raise DatasetError(f"no images under {image_root} (searched recursively for {', '.join(IMAGE_EXTENSIONS)})",
-                           "give the folder that holds the images")
+        raise no_images_error(image_root)
     images = select_shard(found, shard, num_shards)
     targets = {rel: mask_path_for(mask_root, rel) for rel in images}
     os.makedirs(mask_root, exist_ok=True)
