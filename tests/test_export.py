@@ -173,16 +173,22 @@ def test_merge_refuses_mismatches_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out.pth").exists()
 
 
-def test_merge_into_d2_pickle_keeps_numpy(tmp_path):
+def _merge_into_pickle(tmp_path, to_array):
+    """A trained tiny model merged into a D2 ``.pkl`` target whose tensors are ``to_array(tensor)``;
+    returns (model, merge report, the merged file's content)."""
     model = _trained_model("PixelCLIP-Tiny-ViT")
     ckpt = _save(model, tmp_path / "pixelclip.pth")
     target = _target_checkpoint("backbone.clip_model.", "PixelCLIP-Tiny-ViT")
-    target["model"] = {k: v.float().numpy() for k, v in target["model"].items()}
+    target["model"] = {k: to_array(v) for k, v in target["model"].items()}
     with open(tmp_path / "target.pkl", "wb") as f:
         pickle.dump(target, f)
     report = merge_visual_weights(ckpt, str(tmp_path / "target.pkl"), "fcclip", str(tmp_path / "merged.pkl"))
     with open(tmp_path / "merged.pkl", "rb") as f:
-        merged = pickle.load(f)
+        return model, report, pickle.load(f)
+
+
+def test_merge_into_d2_pickle_keeps_numpy(tmp_path):
+    model, report, merged = _merge_into_pickle(tmp_path, lambda v: v.float().numpy())
     key = report.replaced[0]
     assert isinstance(merged["model"][key], np.ndarray)
     ours = model.backbone.clip_model.state_dict()[key[len("backbone.clip_model."):]]
@@ -551,15 +557,7 @@ def test_teacher_of_a_release_checkpoint_is_exported(tmp_path):
 
 def test_merge_into_a_d2_pickle_keeps_its_float16_arrays(tmp_path):
     """A ``.pkl`` target of float16 numpy arrays gets the fine-tuned weights rounded to float16."""
-    model = _trained_model("PixelCLIP-Tiny-ViT")
-    ckpt = _save(model, tmp_path / "pixelclip.pth")
-    target = _target_checkpoint("backbone.clip_model.", "PixelCLIP-Tiny-ViT")
-    target["model"] = {k: v.half().numpy() for k, v in target["model"].items()}
-    with open(tmp_path / "target.pkl", "wb") as f:
-        pickle.dump(target, f)
-    report = merge_visual_weights(ckpt, str(tmp_path / "target.pkl"), "fcclip", str(tmp_path / "merged.pkl"))
-    with open(tmp_path / "merged.pkl", "rb") as f:
-        merged = pickle.load(f)
+    model, report, merged = _merge_into_pickle(tmp_path, lambda v: v.half().numpy())
     ours = model.backbone.clip_model.state_dict()
     for key in report.replaced:
         assert merged["model"][key].dtype == np.float16

@@ -15,14 +15,20 @@ from pixelclip.errors import EvaluationError
 from pixelclip.trainer import Trainer, labels_output
 
 
+def _eval_cfg(names, tmp_path, workers: int = 0):
+    """The tiny model's config evaluating ``names`` at a 64-px short side, results under ``tmp_path/out``."""
+    cfg = make_tiny_cfg()
+    cfg.DATASETS.TEST = tuple(names)
+    cfg.DATALOADER.NUM_WORKERS = workers
+    cfg.INPUT.MIN_SIZE_TEST = 64
+    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    return cfg
+
+
 def test_trainer_test_evaluates_with_labels_and_matches_the_logits_path(tmp_path):
     names = [make_ade20k_150_miniature(tmp_path).register(f"test_tr_ade_{uuid.uuid4().hex[:8]}"),
              make_voc_20_miniature(tmp_path).register(f"test_tr_voc_{uuid.uuid4().hex[:8]}")]
-    cfg = make_tiny_cfg()
-    cfg.DATASETS.TEST = tuple(names)
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.INPUT.MIN_SIZE_TEST = 64
-    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    cfg = _eval_cfg(names, tmp_path)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     seen = []
@@ -47,11 +53,7 @@ def test_a_label_id_out_of_range_fails_its_dataset_and_the_others_are_summarised
     labels = np.array(Image.open(ade.label_files[1]))
     labels[2, 3] = 200  # ADE20K-150 has ids 0..149 and ignore 255
     Image.fromarray(labels).save(ade.label_files[1])
-    cfg = make_tiny_cfg()
-    cfg.DATASETS.TEST = tuple(names)
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.INPUT.MIN_SIZE_TEST = 64
-    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    cfg = _eval_cfg(names, tmp_path)
     model = build_model(cfg).eval()
     with pytest.raises(EvaluationError) as error:
         Trainer.test(cfg, model)
@@ -143,22 +145,20 @@ def test_a_failed_dataset_shuts_its_loader_workers_down_before_the_next_dataset(
     ade.image_files[1].write_bytes(data[: len(data) * 85 // 100])  # decoding fails in the worker
     names = [ade.register(f"test_tr_ade_{uuid.uuid4().hex[:8]}"),
              make_voc_20_miniature(tmp_path).register(f"test_tr_voc_{uuid.uuid4().hex[:8]}")]
-    cfg = make_tiny_cfg()
-    cfg.DATASETS.TEST = tuple(names)
-    cfg.DATALOADER.NUM_WORKERS = 1
-    cfg.INPUT.MIN_SIZE_TEST = 64
-    cfg.OUTPUT_DIR = str(tmp_path / "out")
+    cfg = _eval_cfg(names, tmp_path, workers=1)
     model = build_model(cfg).eval()
     live_iterators = []
     original = Trainer._test_one.__func__
 
+    def count():  # without a garbage collection
+        return sum(isinstance(o, _MultiProcessingDataLoaderIter) for o in gc.get_objects())
+
     def test_one(cls, cfg, model, net, name, evaluator):
-        # the iterators alive when each dataset starts, seen without a garbage collection
-        live_iterators.append(sum(isinstance(o, _MultiProcessingDataLoaderIter) for o in gc.get_objects()))
+        live_iterators.append(count())  # the iterators alive when each dataset starts
         return original(cls, cfg, model, net, name, evaluator)
 
     gc.collect()
-    before = sum(isinstance(o, _MultiProcessingDataLoaderIter) for o in gc.get_objects())  # other tests' live ones
+    before = count()  # other tests' live ones
     gc.disable()
     try:
         with pytest.MonkeyPatch.context() as patch:

@@ -42,14 +42,21 @@ def test_offline_mode_does_not_even_probe(tmp_path, monkeypatch, no_download):
         locate_clip_weights("convnext_base_w_320", "laion_aesthetic_s13b_b82k", cache_dir=str(tmp_path))
 
 
-def test_weights_in_the_hub_cache_are_found_without_the_network(tmp_path, monkeypatch, no_download):
-    """A cache laid out as huggingface_hub writes it: models--org--name/{refs/main, snapshots/<rev>/file}."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    repo = tmp_path / "models--timm--vit_base_patch16_clip_224.openai"
+def _hub_snapshot(cache):
+    """The snapshot folder of ViT-B-16 openai's hub repository in ``cache``, laid out as huggingface_hub
+    writes it: models--org--name/{refs/main, snapshots/<rev>/}."""
+    repo = cache / "models--timm--vit_base_patch16_clip_224.openai"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text("0123abcd")
     snapshot = repo / "snapshots" / "0123abcd"
     snapshot.mkdir(parents=True)
+    return snapshot
+
+
+def test_weights_in_the_hub_cache_are_found_without_the_network(tmp_path, monkeypatch, no_download):
+    """A cache laid out as huggingface_hub writes it: models--org--name/{refs/main, snapshots/<rev>/file}."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snapshot = _hub_snapshot(tmp_path)
     (snapshot / "open_clip_pytorch_model.bin").write_bytes(b"weights")
     found = locate_clip_weights("ViT-B-16-quickgelu", "openai", cache_dir=str(tmp_path))
     assert found.source == "cache" and found.path == str(snapshot / "open_clip_pytorch_model.bin")
@@ -70,11 +77,7 @@ def test_the_safetensors_file_open_clip_prefers_is_found_in_the_hub_cache(tmp_pa
 
     assert "open_clip_model.safetensors" in list(_get_safe_alternatives("open_clip_pytorch_model.bin"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    repo = tmp_path / "models--timm--vit_base_patch16_clip_224.openai"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("0123abcd")
-    snapshot = repo / "snapshots" / "0123abcd"
-    snapshot.mkdir(parents=True)
+    snapshot = _hub_snapshot(tmp_path)
     (snapshot / "open_clip_model.safetensors").write_bytes(b"weights")
     found = locate_clip_weights("ViT-B-16-quickgelu", "openai", cache_dir=str(tmp_path))
     assert found.source == "cache" and found.path == str(snapshot / "open_clip_model.safetensors")
